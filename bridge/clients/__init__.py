@@ -1,0 +1,1 @@
+"""HTTP clients of the two APIs.  They know paths and JSON shapes, never the mapping."""

@@ -1,0 +1,293 @@
+"""The one place where HTTP requests are sent, retried and translated into `bridge.errors`.
+
+Both API clients build on `ApiHttp`.  Retrying lives here (tenacity) so that every request of
+the bridge follows the same rules:
+
+* a request that never reached the server (connection refused, DNS, connect timeout) and a 429
+  are always retried: nothing was applied;
+* a timeout after sending, a dropped connection or a 5xx are retried only for requests marked
+  `safe` (reads, and writes that cannot apply twice: absolute values, `version`-guarded PATCH,
+  `unique`-guarded create); for the others the outcome is ambiguous and the caller decides;
+* the wait honours `Retry-After`, else `X-Sentry-Rate-Limit-Reset`, else exponential backoff
+  with full jitter; attempts *and* a total deadline bound it; tests switch the waits off.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import tenacity
+
+from bridge.errors import (
+    AuthError,
+    BadResponseError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    RemoteError,
+    TransientError,
+    UnreachableError,
+)
+
+EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one request.  `waits=False` keeps the attempts but never sleeps (tests)."""
+
+    attempts: int = 5
+    deadline_seconds: float = 60.0
+    base_wait_seconds: float = 0.5
+    max_wait_seconds: float = 30.0
+    waits: bool = True
+
+    def wait_for(self, error: BaseException, attempt: int) -> float:
+        """Seconds to sleep before the next attempt after `error` (attempt counts from 1)."""
+        if not self.waits:
+            return 0.0
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            # The server said when; add a little jitter so parallel workers do not stampede.
+            return min(self.max_wait_seconds, error.retry_after + random.uniform(0, 0.25))
+        ceiling = min(self.max_wait_seconds, self.base_wait_seconds * (2 ** (attempt - 1)))
+        return random.uniform(0, ceiling)
+
+
+@dataclass
+class RequestStats:
+    """Counts of what was sent, for the cycle summary, metrics and tests.  Thread-safe."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, method: str, status: int | str) -> None:
+        with self._lock:
+            self.requests[method] += 1
+            self.statuses[str(status)] += 1
+
+    def record_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def writes(self) -> int:
+        return sum(n for method, n in self.requests.items() if method not in ("GET", "HEAD"))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.statuses.clear()
+            self.retries = 0
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `Retry-After` (delta or HTTP date), else `X-Sentry-Rate-Limit-Reset`."""
+    now = time.time() if now is None else now
+    value = headers.get("retry-after")
+    if value:
+        value = value.strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                when = None
+            if when is not None:
+                return max(0.0, when.timestamp() - now)
+    reset = headers.get("x-sentry-rate-limit-reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - now)
+        except ValueError:
+            return None
+    return None
+
+
+def excerpt(text: str) -> str:
+    """A short single-line piece of a response body for error messages."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
+
+
+class ApiHttp:
+    """One service's HTTP session: base URL, auth headers, timeouts, retries, error translation.
+
+    The token lives only inside the `httpx.Client` default headers; it never appears in an error,
+    a log line or `repr`.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        *,
+        policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+        verify: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.service = service
+        self.policy = policy or RetryPolicy()
+        self.stats = RequestStats()
+        self._sleep = sleep
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=dict(headers),
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiHttp({self.service!r}, {str(self._client.base_url)!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        safe: bool,
+        params: Any = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise a `RemoteError` subclass.
+
+        `url` is a path below the base URL, or an absolute URL on the same host (pagination links).
+        """
+        endpoint = f"{method} {httpx.URL(url).path or url}"
+
+        def retry_wanted(state: tenacity.RetryCallState) -> bool:
+            outcome = state.outcome
+            if outcome is None or not outcome.failed:
+                return False
+            error = outcome.exception()
+            if isinstance(error, (UnreachableError, RateLimitedError)):
+                return True
+            return safe and isinstance(error, TransientError)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            return self.policy.wait_for(error, state.attempt_number) if error else 0.0
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            self.stats.record_retry()
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max(1, self.policy.attempts))
+            | tenacity.stop_after_delay(self.policy.deadline_seconds),
+            wait=wait,
+            retry=retry_wanted,
+            before_sleep=before_sleep,
+            sleep=self._sleep if self.policy.waits else (lambda _s: None),
+            reraise=True,
+        )
+        return retrying(self._send_once, method, url, endpoint, params, json_body, headers)
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        params: Any,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        common: dict[str, Any] = {"service": self.service, "endpoint": endpoint}
+        try:
+            response = self._client.request(
+                method, url, params=params, json=json_body, headers=dict(headers) if headers else None
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            self.stats.record(method, "connect-error")
+            raise UnreachableError(f"cannot connect: {type(exc).__name__}", **common) from None
+        except httpx.TimeoutException as exc:
+            self.stats.record(method, "timeout")
+            raise TransientError(f"timed out: {type(exc).__name__}", **common) from None
+        except httpx.TransportError as exc:
+            self.stats.record(method, "transport-error")
+            raise TransientError(f"connection failed: {type(exc).__name__}", **common) from None
+        self.stats.record(method, response.status_code)
+        status = response.status_code
+        if status < 400:
+            return response
+        body = excerpt(response.text)
+        detail = {**common, "status": status, "excerpt": body}
+        if status == 429:
+            raise RateLimitedError(
+                "rate limited", retry_after=parse_retry_after(response.headers), **detail
+            )
+        if status >= 500:
+            raise TransientError(f"server error {status}", **detail)
+        if status in (401, 403):
+            raise AuthError(
+                "credentials refused" if status == 401 else "permission denied (missing scope?)", **detail
+            )
+        if status == 404:
+            raise NotFoundError("not found", **detail)
+        if status in (409, 412):
+            raise ConflictError("changed meanwhile (version conflict)", **detail)
+        raise RejectedError(f"request refused ({status})", **detail)
+
+    def json(self, response: httpx.Response) -> Any:
+        """Parse a JSON body or raise `BadResponseError` with an excerpt."""
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadResponseError(
+                "response is not JSON",
+                service=self.service,
+                endpoint=f"{response.request.method} {response.request.url.path}",
+                status=response.status_code,
+                excerpt=excerpt(response.text),
+            ) from None
+
+    def bad(self, response: httpx.Response, why: str) -> BadResponseError:
+        """A `BadResponseError` for a response whose JSON does not have the expected shape."""
+        return BadResponseError(
+            why,
+            service=self.service,
+            endpoint=f"{response.request.method} {response.request.url.path}",
+            status=response.status_code,
+            excerpt=excerpt(response.text),
+        )
+
+
+def require(data: Any, keys: tuple[str, ...], http: ApiHttp, response: httpx.Response) -> dict[str, Any]:
+    """Check that `data` is an object with `keys`; the shared shape check of both clients."""
+    if not isinstance(data, dict):
+        raise http.bad(response, f"expected a JSON object, got {type(data).__name__}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise http.bad(response, f"missing field(s) {', '.join(missing)}")
+    return data
+
+
+__all__ = ["ApiHttp", "RemoteError", "RequestStats", "RetryPolicy", "parse_retry_after", "require"]

@@ -1,0 +1,817 @@
+"""Configuration: one TOML file, overridden key by key from the environment (design §7).
+
+Why it looks like this:
+
+* Every model is frozen and forbids unknown keys (the bugwarrior lesson): a typo such as
+  `intervall_seconds` is an error at start-up, not a silently ignored setting.
+* `load_settings` collects *every* problem (schema, semantic checks, secrets) and raises one
+  `ConfigError`, each problem one line that starts with its key path, so an operator fixes a
+  file in one round instead of one error per restart.
+* The environment wins over the file.  `BRIDGE_<SECTION>__<KEY>` (deeper with more `__`,
+  case-insensitive; lists and tables as JSON) is read by a pydantic-settings `EnvSettingsSource`
+  fed from an explicit mapping, so tests never touch `os.environ`.
+* Secrets come from `token`, else `token_file`, else systemd credentials, and never appear in a
+  message, `repr` or `str` (SecretStr, `hide_input_in_errors`, and a final scrub of the problems).
+* Constructing `Settings(...)` directly (tests, the demo) uses only the given values; only
+  `load_settings` reads a file and an environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from bridge.errors import ConfigError
+
+# -- vocabulary --------------------------------------------------------------------------------
+
+#: The states Sentry's issue PUT accepts (`resolvedInNextRelease` reads back as resolved +
+#: `statusDetails.inNextRelease`).
+SENTRY_STATES: tuple[str, ...] = ("unresolved", "resolved", "resolvedInNextRelease", "ignored")
+
+#: The substatuses Sentry reports, by the status they occur with (a resolve clears substatus).
+SENTRY_SUBSTATUSES: Mapping[str, tuple[str, ...]] = {
+    "unresolved": ("ongoing", "escalating", "regressed", "new"),
+    "ignored": ("archived_until_escalating", "archived_until_condition_met", "archived_forever"),
+}
+
+#: Event levels of a Sentry issue (`level` in the issue JSON).
+SENTRY_LEVELS: tuple[str, ...] = ("sample", "debug", "info", "warning", "error", "fatal", "unknown")
+
+#: Placeholders `create.description_template` may use; whoever renders it must supply them all.
+DESCRIPTION_FIELDS: tuple[str, ...] = (
+    "title",
+    "short_id",
+    "sentry_id",
+    "project",
+    "permalink",
+    "culprit",
+    "level",
+    "first_seen",
+    "last_seen",
+    "count",
+    "user_count",
+)
+
+ENV_PREFIX = "BRIDGE_"
+ENV_DELIMITER = "__"
+CONFIG_ENV = "BRIDGE_CONFIG"
+DEFAULT_CONFIG_NAME = "bridge.toml"
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+
+# Lower-cased spelling -> canonical spelling of every state key `to_tracker` accepts.  Matching is
+# case-insensitive because env var names are (BRIDGE_..._RESOLVEDINNEXTRELEASE arrives lower-cased).
+_STATE_KEYS: dict[str, str] = {
+    key.lower(): key
+    for key in (
+        *SENTRY_STATES,
+        *(f"{status}.{sub}" for status, subs in SENTRY_SUBSTATUSES.items() for sub in subs),
+    )
+}
+_STATE_HINT = "use {} or a refinement {}".format(
+    ", ".join(SENTRY_STATES),
+    " or ".join(f"{status}.<{'|'.join(subs)}>" for status, subs in SENTRY_SUBSTATUSES.items()),
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+# -- helpers for validators --------------------------------------------------------------------
+
+Loc = tuple[str | int, ...]
+
+
+def _problem(message: str) -> PydanticCustomError:
+    # The message travels as context so braces in it (a template placeholder) are not formatted.
+    return PydanticCustomError("bridge_config", "{problem}", {"problem": message})
+
+
+def _raise_all(title: str, problems: list[tuple[Loc, str]]) -> None:
+    """Raise one ValidationError carrying several located problems.
+
+    pydantic merges a ValidationError raised inside a validator into the outer one (locations
+    prefixed), which is how a single validator reports one line per bad key.
+    """
+    if problems:
+        raise ValidationError.from_exception_data(
+            title,
+            [InitErrorDetails(type=_problem(msg), loc=loc, input=None) for loc, msg in problems],
+            hide_input=True,
+        )
+
+
+def _canonical_state(key: str) -> str:
+    canonical = _STATE_KEYS.get(key.lower())
+    if canonical is None:
+        raise _problem(f"unknown Sentry state ({_STATE_HINT})")
+    return canonical
+
+
+def _canonical_level(key: str) -> str:
+    if key.lower() not in SENTRY_LEVELS:
+        raise _problem(f"unknown Sentry level (use {', '.join(SENTRY_LEVELS)})")
+    return key.lower()
+
+
+def _normalise_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _problem("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+SentryStateKey = Annotated[str, AfterValidator(_canonical_state)]
+SentryLevelKey = Annotated[str, AfterValidator(_canonical_level)]
+SentryWritableState = Literal["unresolved", "resolved", "resolvedInNextRelease", "ignored"]
+FieldDirection = Literal["both", "to_tracker", "to_sentry", "off"]
+NonEmpty = Annotated[str, Field(min_length=1)]
+HttpUrl = Annotated[str, AfterValidator(_normalise_url)]
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+class TrackerTarget(BaseModel):
+    """Where a Sentry state lands in Tracker: a status key and, for closing ones, a resolution.
+
+    A plain string in the file (`unresolved = "open"`) is shorthand for `{status = "open"}`.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    status: NonEmpty
+    resolution: NonEmpty | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"status": data} if isinstance(data, str) else data
+
+
+def _default_to_tracker() -> dict[str, TrackerTarget]:
+    return {
+        "unresolved": TrackerTarget(status="open"),
+        "unresolved.regressed": TrackerTarget(status="open"),
+        "resolved": TrackerTarget(status="closed", resolution="fixed"),
+        "resolvedInNextRelease": TrackerTarget(status="resolved", resolution="fixed"),
+        "ignored": TrackerTarget(status="closed", resolution="wontFix"),
+    }
+
+
+def _default_to_sentry() -> dict[str, SentryWritableState]:
+    return {
+        "open": "unresolved",
+        "inProgress": "unresolved",
+        "needInfo": "unresolved",
+        "resolved": "resolvedInNextRelease",
+        "closed": "resolved",
+    }
+
+
+class StatusMapping(BaseModel):
+    """One table per direction.  Keys of `to_tracker` are Sentry states, optionally refined as
+    `status.substatus` (looked up before the plain status); keys of `to_sentry` are Tracker
+    status keys.  A many-to-one table is fine: the sync keeps both raw values as its baseline."""
+
+    model_config = _MODEL_CONFIG
+
+    to_tracker: dict[SentryStateKey, TrackerTarget] = Field(default_factory=_default_to_tracker)
+    to_sentry: dict[NonEmpty, SentryWritableState] = Field(default_factory=_default_to_sentry)
+
+
+class MappingSettings(BaseModel):
+    """How values translate between the two sides.
+
+    `users` maps a Sentry e-mail to a Tracker login in both directions, so it must be one-to-one;
+    everyone else is matched by e-mail.  Keys are stored lower-cased (e-mails compare
+    case-insensitively).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    status: StatusMapping = Field(default_factory=StatusMapping)
+    users: dict[str, NonEmpty] = Field(default_factory=dict)
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _check_users(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value  # the schema reports the wrong type
+        problems: list[tuple[Loc, str]] = []
+        seen_email: dict[str, str] = {}
+        seen_login: dict[str, str] = {}
+        for email, login in value.items():
+            key = str(email)
+            if not _EMAIL.match(key):
+                problems.append(((key,), "not an e-mail address (keys are Sentry e-mails)"))
+            folded = key.lower()
+            if folded in seen_email:
+                problems.append(((key,), f"duplicate mapping: the same e-mail as {seen_email[folded]!r}"))
+            seen_email.setdefault(folded, key)
+            if not isinstance(login, str) or not login.strip():
+                problems.append(((key,), "must be a Tracker login (a non-empty string)"))
+                continue
+            if login in seen_login and seen_login[login].lower() != folded:
+                problems.append(
+                    ((key,), f"duplicate mapping: {seen_login[login]!r} already maps to login {login!r}")
+                )
+            seen_login.setdefault(login, key)
+        _raise_all("mapping.users", problems)
+        return {str(email).lower(): login for email, login in value.items()}
+
+
+class SentrySettings(BaseModel):
+    """Where Sentry is and how to authenticate (an internal-integration token with
+    event:write, member:read and org:read)."""
+
+    model_config = _MODEL_CONFIG
+
+    url: HttpUrl = "https://sentry.io"
+    organization: NonEmpty
+    projects: list[NonEmpty] = Field(default_factory=list)
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    app_installation: NonEmpty | None = None
+    verify_tls: bool = True
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class TrackerSettings(BaseModel):
+    """Where Tracker is, which organisation (exactly one org header is sent) and which queue."""
+
+    # org ids are numbers in Yandex 360; accept `org_id = 1234567` as well as a string.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, coerce_numbers_to_str=True
+    )
+
+    url: HttpUrl = "https://api.tracker.yandex.net"
+    org_id: NonEmpty | None = None
+    cloud_org_id: NonEmpty | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    auth_scheme: Literal["OAuth", "Bearer"] = "OAuth"
+    queue: NonEmpty
+    api_version: Literal["v2", "v3"] = "v3"
+    verify_tls: bool = True
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_org(self) -> TrackerSettings:
+        problems: list[tuple[Loc, str]] = []
+        if self.org_id and self.cloud_org_id:
+            problems.append(
+                (
+                    ("cloud_org_id",),
+                    "set exactly one of org_id (Yandex 360, sent as X-Org-ID) or "
+                    "cloud_org_id (Yandex Cloud, sent as X-Cloud-Org-ID), not both",
+                )
+            )
+        elif not self.org_id and not self.cloud_org_id:
+            problems.append(
+                (
+                    ("org_id",),
+                    "missing; set exactly one of org_id (Yandex 360, sent as X-Org-ID) or "
+                    "cloud_org_id (Yandex Cloud, sent as X-Cloud-Org-ID)",
+                )
+            )
+        if self.auth_scheme == "Bearer" and not self.cloud_org_id:
+            problems.append(
+                (
+                    ("auth_scheme",),
+                    "Bearer (an IAM token) works only with a Yandex Cloud organisation; set cloud_org_id",
+                )
+            )
+        _raise_all("tracker", problems)
+        return self
+
+
+class StateSettings(BaseModel):
+    """The SQLite state file; relative paths are relative to the config file's folder."""
+
+    model_config = _MODEL_CONFIG
+
+    path: Path = Path("bridge.db")
+
+
+class FieldsSettings(BaseModel):
+    """Which way each field flows."""
+
+    model_config = _MODEL_CONFIG
+
+    status: FieldDirection = "both"
+    assignee: FieldDirection = "both"
+    followers: FieldDirection = "to_tracker"
+
+    @field_validator("followers")
+    @classmethod
+    def _followers_one_way(cls, value: FieldDirection) -> FieldDirection:
+        # Sentry bookmarks are per user and the API only bookmarks for the caller.
+        if value not in ("to_tracker", "off"):
+            raise _problem(
+                "must be to_tracker or off: Sentry bookmarks are per user and cannot be written for others"
+            )
+        return value
+
+
+class SyncSettings(BaseModel):
+    """How often and how carefully to sync."""
+
+    model_config = _MODEL_CONFIG
+
+    interval_seconds: int = Field(default=60, ge=1)
+    jitter_seconds: float = Field(default=0.0, ge=0)
+    conflict: Literal["sentry", "tracker", "manual"] = "sentry"
+    link_source: Literal["sentry", "tracker"] = "sentry"
+    fields: FieldsSettings = Field(default_factory=FieldsSettings)
+    max_changes_per_cycle: int | None = Field(default=None, ge=1)
+    full_resync_every: int = Field(default=10, ge=1)
+    overlap_seconds: int = Field(default=120, ge=0)
+    concurrency: int = Field(default=4, ge=1, le=32)
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_deadline_seconds: float = Field(default=60.0, gt=0)
+    failure_backoff_max_seconds: int = Field(default=3600, ge=1)
+    flap_limit: int = Field(default=6, ge=2)
+    flap_window_cycles: int = Field(default=10, ge=2)
+
+    def mass_change_limit(self, link_count: int) -> int:
+        """The mass-change guard: the configured cap, else 20% of the links but at least 50."""
+        if self.max_changes_per_cycle is not None:
+            return self.max_changes_per_cycle
+        return max(50, link_count // 5)
+
+
+class LevelRoute(BaseModel):
+    """Tracker issue type and priority keys for new issues of one Sentry level."""
+
+    model_config = _MODEL_CONFIG
+
+    type: NonEmpty | None = None
+    priority: NonEmpty | None = None
+
+
+def _default_levels() -> dict[str, LevelRoute]:
+    return {
+        "fatal": LevelRoute(type="bug", priority="critical"),
+        "error": LevelRoute(type="bug", priority="normal"),
+        "warning": LevelRoute(type="bug", priority="minor"),
+        "info": LevelRoute(type="task", priority="trivial"),
+    }
+
+
+DEFAULT_DESCRIPTION_TEMPLATE = (
+    "Sentry issue: {permalink}\n"
+    "\n"
+    "Culprit: {culprit}\n"
+    "Level: {level}\n"
+    "First seen: {first_seen}\n"
+    "Last seen: {last_seen}\n"
+    "Events: {count}, users affected: {user_count}\n"
+)
+
+
+class CreateSettings(BaseModel):
+    """Creating a Tracker issue for each new Sentry issue that matches `query`."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: bool = True
+    query: str = "is:unresolved"
+    max_per_cycle: int = Field(default=50, ge=0)
+    routes: dict[NonEmpty, NonEmpty] = Field(default_factory=dict)
+    levels: dict[SentryLevelKey, LevelRoute] = Field(default_factory=_default_levels)
+    summary_max_chars: int = Field(default=255, ge=1)
+    description_template: str = DEFAULT_DESCRIPTION_TEMPLATE
+    tags: list[NonEmpty] = Field(default_factory=lambda: ["sentry"])
+    reference_field: NonEmpty | None = None
+
+    @field_validator("description_template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        # Caught here, a typo in a placeholder is a start-up error, not a failed create at 3 a.m.
+        try:
+            parsed = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise _problem(f"not a valid template: {exc}") from None
+        unknown = sorted({name for _, name, _, _ in parsed if name is not None} - set(DESCRIPTION_FIELDS))
+        if unknown:
+            raise _problem(
+                "unknown placeholder(s) "
+                + ", ".join("{" + name + "}" for name in unknown)
+                + "; available: "
+                + ", ".join("{" + name + "}" for name in DESCRIPTION_FIELDS)
+            )
+        return value
+
+
+class MetricsSettings(BaseModel):
+    """An optional Prometheus endpoint; off unless `listen` is set."""
+
+    model_config = _MODEL_CONFIG
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None and _split_host_port(value) is None:
+            raise _problem('must be "host:port" with a port 1-65535, e.g. "127.0.0.1:9464" or "[::1]:9464"')
+        return value
+
+    def address(self) -> tuple[str, int] | None:
+        """`(host, port)` to bind, or None when metrics are off."""
+        return None if self.listen is None else _split_host_port(self.listen)
+
+
+def _split_host_port(value: str) -> tuple[str, int] | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or (":" in host and not value.startswith("[")):
+        return None
+    return host, int(port)
+
+
+class Settings(BaseSettings):
+    """The whole configuration.  Build it with `load_settings`; direct construction takes only
+    the given values (no file, no environment), which is what tests and the demo want."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        case_sensitive=False,
+        frozen=True,
+        extra="forbid",
+        hide_input_in_errors=True,
+    )
+
+    sentry: SentrySettings
+    tracker: TrackerSettings
+    state: StateSettings = Field(default_factory=StateSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    create: CreateSettings = Field(default_factory=CreateSettings)
+    mapping: MappingSettings = Field(default_factory=MappingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    #: The file these settings came from; set by `load_settings`, never read from the input.
+    config_path: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only explicit values: `load_settings` merges the file and the environment it was given.
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _check_cross_section(self) -> Settings:
+        problems: list[tuple[Loc, str]] = []
+        direction = self.sync.fields.status
+        table = self.mapping.status
+        if direction in ("both", "to_tracker") and not table.to_tracker:
+            problems.append(
+                (
+                    ("mapping", "status", "to_tracker"),
+                    f'empty, but sync.fields.status = "{direction}" writes Sentry states to Tracker',
+                )
+            )
+        if direction in ("both", "to_sentry") and not table.to_sentry:
+            problems.append(
+                (
+                    ("mapping", "status", "to_sentry"),
+                    f'empty, but sync.fields.status = "{direction}" writes Tracker statuses to Sentry',
+                )
+            )
+        if self.sentry.projects:
+            for project in self.create.routes:
+                if project not in self.sentry.projects:
+                    problems.append(
+                        (("create", "routes", project), "project is not in sentry.projects, so never polled")
+                    )
+        _raise_all("settings", problems)
+        return self
+
+    def sentry_token(self) -> str:
+        """The Sentry token: `token`, else `token_file`, else the systemd credential."""
+        return self._token("sentry", self.sentry.token, self.sentry.token_file)
+
+    def tracker_token(self) -> str:
+        """The Tracker token: `token`, else `token_file`, else the systemd credential."""
+        return self._token("tracker", self.tracker.token, self.tracker.token_file)
+
+    def _token(self, service: str, token: SecretStr | None, token_file: Path | None) -> str:
+        base = self.config_path.parent if self.config_path is not None else Path.cwd()
+        secret, _, problems = _resolve_secret(service, token, token_file, base, os.environ)
+        if secret is None:
+            raise ConfigError(problems)
+        return secret.get_secret_value()
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def _read_secret(path: Path, key: str) -> tuple[SecretStr | None, list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        return None, [f"{key}: cannot read {path}: {exc.strerror or type(exc).__name__}"]
+    except UnicodeDecodeError:
+        return None, [f"{key}: {path} is not UTF-8 text"]
+    if not text:
+        return None, [f"{key}: {path} is empty"]
+    return SecretStr(text), []
+
+
+def _resolve_secret(
+    service: str, token: SecretStr | None, token_file: Path | None, base_dir: Path, env: Mapping[str, str]
+) -> tuple[SecretStr | None, Path | None, list[str]]:
+    """(secret, absolute token_file, problems).  An empty `token` counts as unset, so the
+    example file's `token = ""` falls through to the other sources."""
+    file_path = None
+    if token_file is not None:
+        file_path = token_file.expanduser()
+        file_path = file_path if file_path.is_absolute() else base_dir / file_path
+    if token is not None and token.get_secret_value().strip():
+        return SecretStr(token.get_secret_value().strip()), file_path, []
+    if file_path is not None:
+        secret, problems = _read_secret(file_path, f"{service}.token_file")
+        return secret, file_path, problems
+    credentials = env.get(CREDENTIALS_ENV)
+    if credentials:
+        candidate = Path(credentials) / f"{service}-token"
+        if candidate.is_file():
+            secret, problems = _read_secret(candidate, f"{service}.token")
+            return secret, None, problems
+    return (
+        None,
+        None,
+        [
+            f"{service}.token: missing; set it, token_file, {ENV_PREFIX}{service.upper()}{ENV_DELIMITER}TOKEN"
+            f" or a systemd credential ({service}-token in ${CREDENTIALS_ENV})"
+        ],
+    )
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def resolve_config_path(cli_value: str | None, env: Mapping[str, str], cwd: Path) -> Path:
+    """`--config`, then `$BRIDGE_CONFIG`, then `./bridge.toml`; relative to `cwd`."""
+    chosen = cli_value or env.get(CONFIG_ENV) or DEFAULT_CONFIG_NAME
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else cwd / path
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' env source, reading a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._given_env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # case_sensitive=False: pydantic-settings matches lower-cased names.
+        return {name.lower(): value for name, value in self._given_env.items()}
+
+
+def _bridge_vars(env: Mapping[str, str]) -> dict[str, str]:
+    """The BRIDGE_<SECTION>... variables (not $BRIDGE_CONFIG, which names the file)."""
+    sections = tuple(name for name in Settings.model_fields if name != "config_path")
+    found: dict[str, str] = {}
+    for name, value in env.items():
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        head = upper[len(ENV_PREFIX) :].split(ENV_DELIMITER, 1)[0].lower()
+        if head in sections:
+            found[name] = value
+    return found
+
+
+def _env_path(name: str) -> tuple[str, ...]:
+    return tuple(name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER))
+
+
+def _env_overrides(env: Mapping[str, str], problems: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The nested dict the environment contributes and the variables it came from; a variable
+    whose JSON does not parse becomes a problem and contributes nothing."""
+    variables = _bridge_vars(env)
+    try:
+        return _MappingEnvSource(Settings, variables)(), list(variables)
+    except SettingsError:
+        pass
+    # Find the culprits one by one so the message names the variable, never its value.
+    good: dict[str, str] = {}
+    for name, value in variables.items():
+        try:
+            _MappingEnvSource(Settings, {name: value})()
+        except SettingsError as exc:
+            cause = exc.__cause__
+            why = f": {cause}" if isinstance(cause, json.JSONDecodeError) else ""
+            problems.append(
+                f"{_format_loc(_env_path(name))}: ${name} is not valid JSON (lists and tables are given as"
+                f" JSON, e.g. BRIDGE_SENTRY__PROJECTS='[\"backend\"]'){why}"
+            )
+        else:
+            good[name] = value
+    return _MappingEnvSource(Settings, good)(), list(good)
+
+
+def _env_origin(loc: tuple[str | int, ...], overrides: Mapping[str, Any], names: list[str]) -> str | None:
+    """The variable that supplied the value at `loc`, when the environment supplied it at all."""
+    node: Any = overrides
+    keys: list[str] = []
+    for item in loc:
+        if item == "[key]":
+            continue
+        if not isinstance(node, Mapping):
+            break  # inside a list or a scalar the environment supplied whole
+        if item not in node:
+            return None
+        node = node[item]
+        keys.append(str(item).lower())
+    matches = [name for name in names if tuple(keys[: len(_env_path(name))]) == _env_path(name)]
+    return max(matches, key=lambda name: len(_env_path(name)), default=None)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        problem = (
+            f"{path}: config file not found (give --config FILE, set ${CONFIG_ENV} or create ./bridge.toml)"
+        )
+    except tomllib.TOMLDecodeError as exc:
+        problem = f"{path}: not valid TOML: {exc}"
+    except UnicodeDecodeError:
+        problem = f"{path}: not valid TOML: not UTF-8 text"
+    except OSError as exc:
+        problem = f"{path}: cannot read: {exc.strerror or type(exc).__name__}"
+    raise ConfigError([problem])
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` wins; tables merge key by key, everything else is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = _deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_loc(loc: Iterable[str | int]) -> str:
+    """A pydantic location as a TOML-ish key path: `mapping.status.to_tracker."unresolved.bogus"`."""
+    out = ""
+    for item in loc:
+        if item == "[key]":
+            continue  # pydantic's marker for "the dict key itself was invalid"
+        if isinstance(item, int):
+            out += f"[{item}]"
+            continue
+        part = item if _BARE_KEY.match(item) else json.dumps(item)
+        out += f".{part}" if out else part
+    return out
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required, but not set",
+}
+
+
+def _format_errors(exc: ValidationError, overrides: Mapping[str, Any], env_names: list[str]) -> list[str]:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = tuple(error["loc"])
+        message = _MESSAGES.get(error["type"], error["msg"])
+        origin = _env_origin(loc, overrides, env_names)
+        suffix = f" (from ${origin})" if origin else ""
+        lines.append(f"{_format_loc(loc) or 'config'}: {message}{suffix}")
+    return lines
+
+
+def _section_order(problem: str) -> int:
+    head = re.split(r"[.:\[ ]", problem, maxsplit=1)[0]
+    fields = list(Settings.model_fields)
+    return fields.index(head) if head in fields else len(fields)
+
+
+def _scrub(problems: list[str], secrets: Iterable[str]) -> list[str]:
+    """Belt and braces: no message may carry a token, even one pasted into the wrong key."""
+    out = []
+    for problem in problems:
+        for secret in secrets:
+            if len(secret) >= 4:
+                problem = problem.replace(secret, "***")
+        out.append(problem)
+    return out
+
+
+def _raw_secrets(data: Mapping[str, Any]) -> list[str]:
+    found = []
+    for service in ("sentry", "tracker"):
+        section = data.get(service)
+        if isinstance(section, Mapping) and isinstance(section.get("token"), str):
+            found.append(section["token"].strip())
+    return found
+
+
+def _raw_token_source(value: Any) -> tuple[SecretStr | None, Path | None] | None:
+    """`token` and `token_file` of a section that failed validation, when they are usable, so a
+    missing token is reported together with the section's other problems."""
+    if not isinstance(value, Mapping):
+        return None
+    token, token_file = value.get("token"), value.get("token_file")
+    if not isinstance(token, str | None) or not isinstance(token_file, str | None):
+        return None
+    return (None if token is None else SecretStr(token)), (None if token_file is None else Path(token_file))
+
+
+def load_settings(
+    path: Path, env: Mapping[str, str] | None = None, *, require_tokens: bool = True
+) -> Settings:
+    """Read `path`, apply the environment over it, validate, and resolve paths and secrets.
+
+    Raises `ConfigError` with every problem found.  `env` defaults to `os.environ`.  With
+    `require_tokens=False` (commands that never call an API) a missing token is not a problem.
+    """
+    env = os.environ if env is None else env
+    path = Path(path).expanduser().absolute()
+    base_dir = path.parent
+    raw = _read_toml(path)
+    problems: list[str] = []
+    if "config_path" in raw:
+        problems.append("config_path: unknown key")
+        raw = {key: value for key, value in raw.items() if key != "config_path"}
+    overrides, env_names = _env_overrides(env, problems)
+    data = _deep_merge(raw, overrides)
+
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, overrides, env_names))
+
+    secrets = _raw_secrets(data)
+    updates: dict[str, Any] = {}
+    for service in ("sentry", "tracker"):
+        section = getattr(settings, service) if settings is not None else None
+        given = (section.token, section.token_file) if section else _raw_token_source(data.get(service))
+        if given is None:
+            continue  # the section is not even a table: its own problem says so
+        token, given_file = given
+        secret, token_file, secret_problems = _resolve_secret(service, token, given_file, base_dir, env)
+        if secret is not None:
+            secrets.append(secret.get_secret_value())
+        if require_tokens:
+            problems.extend(secret_problems)
+        if section is not None:
+            updates[service] = section.model_copy(update={"token": secret, "token_file": token_file})
+
+    if problems or settings is None:
+        ordered = sorted(dict.fromkeys(problems), key=_section_order)
+        raise ConfigError(_scrub(ordered, secrets))
+
+    state_path = settings.state.path.expanduser()
+    updates["state"] = settings.state.model_copy(
+        update={"path": state_path if state_path.is_absolute() else base_dir / state_path}
+    )
+    updates["config_path"] = path
+    return settings.model_copy(update=updates)

@@ -1,0 +1,561 @@
+"""The engine: the only module that talks to both clients and the store.
+
+One cycle: load who is who on both sides, refresh every linked issue in batches, learn the
+bookmarks, then for each link build a snapshot, ask the pure planner what to do, run the writes,
+read the result back and commit the new baselines for that link in one transaction.  A link
+that fails is recorded with its error and retried later; the cycle goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bridge.clients.sentry import SentryClient
+from bridge.clients.tracker import TrackerClient
+from bridge.config import Settings, TrackerTarget
+from bridge.errors import (
+    AuthError,
+    BridgeError,
+    ConflictError,
+    NotFoundError,
+    RejectedError,
+    RemoteError,
+    TransientError,
+    UnreachableError,
+)
+from bridge.mapping import (
+    UserMap,
+    build_user_map,
+    sentry_assignee,
+    sentry_state,
+    tracker_assignee,
+    tracker_followers,
+    tracker_status,
+)
+from bridge.plan import (
+    Action,
+    AddFollowers,
+    Adopt,
+    Field,
+    Pair,
+    Policy,
+    RecordConflict,
+    RemoveFollowers,
+    ReportUnmapped,
+    Snapshot,
+    WriteSentryAssignee,
+    WriteSentryStatus,
+    WriteTrackerAssignee,
+    WriteTrackerStatus,
+    is_write,
+    plan_link,
+)
+from bridge.store import JournalEntry, Link, LinkCommit, Store
+from bridge.workflow import WorkflowCache, next_transition, parse_transitions
+
+log = logging.getLogger("bridge.engine")
+
+BATCH = 100
+MAX_TRANSITION_STEPS = 6
+# Sentry searches (and so `bookmarks:`) only see issues with events in the last 90 days.
+SEARCH_WINDOW = timedelta(days=90)
+WINDOW_MARGIN = timedelta(days=1)
+
+
+@dataclass
+class LinkOutcome:
+    """What happened to one link in one cycle."""
+
+    sentry_id: str
+    tracker_key: str
+    actions: list[Action] = field(default_factory=list)
+    writes_sentry: int = 0
+    writes_tracker: int = 0
+    error: str | None = None
+    conflicts: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sentry_id": self.sentry_id,
+            "tracker_key": self.tracker_key,
+            "actions": [describe_action(a) for a in self.actions],
+            "writes": {"sentry": self.writes_sentry, "tracker": self.writes_tracker},
+            "error": self.error,
+            "conflicts": self.conflicts,
+            "unmapped": self.unmapped,
+        }
+
+
+@dataclass
+class CycleReport:
+    dry_run: bool
+    started: datetime
+    finished: datetime | None = None
+    cycle_id: int | None = None
+    links: int = 0
+    outcomes: list[LinkOutcome] = field(default_factory=list)
+    fatal: RemoteError | None = None
+    requests: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[LinkOutcome]:
+        return [o for o in self.outcomes if o.error]
+
+    @property
+    def ok(self) -> bool:
+        return self.fatal is None and not self.failures
+
+    def writes(self, side: str) -> int:
+        return sum(o.writes_sentry if side == "sentry" else o.writes_tracker for o in self.outcomes)
+
+    def summary(self) -> dict[str, Any]:
+        duration = (self.finished - self.started).total_seconds() if self.finished else None
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "links": self.links,
+            "writes_sentry": self.writes("sentry"),
+            "writes_tracker": self.writes("tracker"),
+            "planned_writes": sum(1 for o in self.outcomes for a in o.actions if is_write(a)),
+            "failures": len(self.failures),
+            "conflicts": sum(len(o.conflicts) for o in self.outcomes),
+            "unmapped": sum(len(o.unmapped) for o in self.outcomes),
+            "requests": dict(self.requests),
+            "duration_seconds": round(duration, 3) if duration is not None else None,
+            "fatal": self.fatal.describe() if self.fatal else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "started": self.started.isoformat(timespec="seconds"),
+            "finished": self.finished.isoformat(timespec="seconds") if self.finished else None,
+            "links_detail": [o.to_json() for o in self.outcomes if o.actions or o.error],
+        }
+
+
+def describe_action(action: Action) -> dict[str, Any]:
+    """A JSON-friendly description of a planned action (dry-run output, explain, journal)."""
+    kind = type(action).__name__
+    data: dict[str, Any] = {"action": kind, "field": action.field, "reason": action.reason}
+    if isinstance(action, WriteTrackerStatus):
+        data.update(side="tracker", value=action.target.status, resolution=action.target.resolution)
+    elif isinstance(action, WriteTrackerAssignee):
+        data.update(side="tracker", value=action.login)
+    elif isinstance(action, (AddFollowers, RemoveFollowers)):
+        data.update(side="tracker", value=sorted(action.logins))
+    elif isinstance(action, WriteSentryStatus):
+        data.update(side="sentry", value=action.state)
+    elif isinstance(action, WriteSentryAssignee):
+        data.update(side="sentry", value=action.email)
+    elif isinstance(action, (Adopt, RecordConflict)):
+        data.update(sentry=_shown(action.pair.sentry), tracker=_shown(action.pair.tracker))
+    elif isinstance(action, ReportUnmapped):
+        data.update(side=action.side, value=action.value)
+    return data
+
+
+def _shown(value: object) -> object:
+    return sorted(value) if isinstance(value, frozenset) else value
+
+
+def policy_from(settings: Settings) -> Policy:
+    fields = settings.sync.fields
+    return Policy(
+        directions={"status": fields.status, "assignee": fields.assignee, "followers": fields.followers},
+        conflict=settings.sync.conflict,
+        link_source=settings.sync.link_source,
+        status_table=settings.mapping.status,
+    )
+
+
+@dataclass
+class _Applied:
+    """What the writes of one link achieved so far (committed even when a later write fails)."""
+
+    baselines: dict[Field, Pair] = field(default_factory=dict)
+    owned_added: set[str] = field(default_factory=set)
+    owned_removed: set[str] = field(default_factory=set)
+    journal: list[JournalEntry] = field(default_factory=list)
+    conflicts: dict[Field, Pair] = field(default_factory=dict)
+    settled: set[str] = field(default_factory=set)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        sentry: SentryClient,
+        tracker: TrackerClient,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sentry = sentry
+        self.tracker = tracker
+        self.clock = clock
+        self.policy = policy_from(settings)
+        self.workflows = WorkflowCache()
+
+    # -- the cycle --------------------------------------------------------------------------
+    def run_cycle(self, *, dry_run: bool = False, respect_backoff: bool = False) -> CycleReport:
+        """One full cycle over every link.  Never raises for a single link's trouble; a
+        failure to learn the users (auth, outage) ends the cycle early as `report.fatal`."""
+        report = CycleReport(dry_run=dry_run, started=self.clock())
+        sentry_before, tracker_before = self.sentry.stats.total, self.tracker.stats.total
+        started_cpu = time.process_time()
+        if not dry_run:
+            report.cycle_id = self.store.begin_cycle(dry_run, report.started)
+        try:
+            self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff)
+        except (AuthError, TransientError) as exc:
+            report.fatal = exc
+            log.error("cycle aborted: %s", exc.describe(), extra={"event": "cycle.aborted"})
+        report.finished = self.clock()
+        report.requests = {
+            "sentry": self.sentry.stats.total - sentry_before,
+            "tracker": self.tracker.stats.total - tracker_before,
+        }
+        summary = report.summary()
+        if report.cycle_id is not None:
+            self.store.finish_cycle(report.cycle_id, summary, report.finished)
+        log.info(
+            "cycle %s: %d links, writes sentry=%d tracker=%d, %d failed, %d conflicts, %.2fs (cpu %.2fs)",
+            "planned" if dry_run else "done",
+            summary["links"], summary["writes_sentry"], summary["writes_tracker"], summary["failures"],
+            summary["conflicts"], summary["duration_seconds"] or 0.0, time.process_time() - started_cpu,
+            extra={"event": "cycle.summary", **{k: v for k, v in summary.items() if k != "requests"}},
+        )
+        return report
+
+    def _cycle(self, report: CycleReport, *, dry_run: bool, respect_backoff: bool) -> None:
+        links = self.store.links()
+        report.links = len(links)
+        if not links:
+            return
+        users = self.load_users()
+        waiting = self.store.not_due(self.clock()) if respect_backoff else set()
+        active = [link for link in links if link.sentry_id not in waiting]
+        sentry_issues, sentry_errors = self._fetch_sentry([link.sentry_id for link in active])
+        tracker_issues, tracker_errors = self._fetch_tracker([link.tracker_key for link in active])
+        bookmarks = self._fetch_bookmarks(users) if self.policy.allows("followers", "tracker") else None
+        baselines = self.store.baselines()
+        owned = self.store.owned_followers()
+        for link in active:
+            outcome = LinkOutcome(link.sentry_id, link.tracker_key)
+            report.outcomes.append(outcome)
+            error = sentry_errors.get(link.sentry_id) or tracker_errors.get(link.tracker_key)
+            s_issue = sentry_issues.get(link.sentry_id)
+            t_issue = tracker_issues.get(link.tracker_key)
+            if error is None and s_issue is None:
+                error = NotFoundError(
+                    f"issue {link.sentry_id} not found (deleted, merged, or not visible to the token)",
+                    service="sentry",
+                )
+            if error is None and t_issue is None:
+                error = NotFoundError(f"issue {link.tracker_key} not found", service="tracker")
+            if error is not None or s_issue is None or t_issue is None:
+                self._fail(report, outcome, link, error, dry_run)
+                continue
+            marks = self._bookmarks_of(link.sentry_id, s_issue, bookmarks)
+            self.sync_link(
+                report, outcome, link, s_issue, t_issue, marks, users,
+                baselines.get(link.sentry_id, {}), owned.get(link.sentry_id, frozenset()), dry_run=dry_run,
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+    def load_users(self) -> UserMap:
+        members = self.sentry.list_members()
+        tracker_users = self.tracker.list_users()
+        return build_user_map(members, tracker_users, self.settings.mapping.users)
+
+    def _fetch_sentry(self, ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, BridgeError]]:
+        issues: dict[str, dict[str, Any]] = {}
+        errors: dict[str, BridgeError] = {}
+        for chunk in _chunks(ids, BATCH):
+            try:
+                for issue in self.sentry.get_issues(chunk):
+                    issues[str(issue["id"])] = issue
+            except (AuthError, UnreachableError):
+                raise  # the side refuses us or cannot be reached: nothing more to learn
+            except RemoteError as exc:
+                # One bad batch: those links are unknown this cycle, never "gone".
+                errors.update({sid: exc for sid in chunk})
+        return issues, errors
+
+    def _fetch_tracker(self, keys: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, BridgeError]]:
+        issues: dict[str, dict[str, Any]] = {}
+        errors: dict[str, BridgeError] = {}
+        wanted = set(keys)
+        for chunk in _chunks(keys, BATCH):
+            try:
+                for issue in self.tracker.get_issues(chunk):
+                    issues[str(issue["key"])] = issue
+                    for alias in issue.get("aliases") or []:
+                        if alias in wanted:
+                            issues[str(alias)] = issue  # the issue moved queues: old key still links
+            except (AuthError, UnreachableError):
+                raise
+            except RemoteError as exc:
+                errors.update({key: exc for key in chunk})
+        return issues, errors
+
+    def _fetch_bookmarks(self, users: UserMap) -> dict[str, frozenset[str]] | None:
+        """issue id -> e-mails of mapped people who bookmarked it; None when any search failed."""
+        found: dict[str, set[str]] = {}
+        for person in users.mapped_people():
+            try:
+                ids = self.sentry.bookmarked_issue_ids(person.email)
+            except RemoteError as exc:
+                log.warning("bookmarks unknown this cycle: %s", exc.describe(), extra={"event": "bookmarks.unknown"})
+                return None
+            for issue_id in ids:
+                found.setdefault(issue_id, set()).add(person.email)
+        return {key: frozenset(value) for key, value in found.items()}
+
+    def _bookmarks_of(
+        self, sentry_id: str, issue: Mapping[str, Any], bookmarks: Mapping[str, frozenset[str]] | None
+    ) -> frozenset[str] | None:
+        if bookmarks is None:
+            return None
+        last_seen = _parse_time(issue.get("lastSeen"))
+        if last_seen is not None and last_seen < self.clock() - SEARCH_WINDOW + WINDOW_MARGIN:
+            return None  # outside the search window: the search cannot see it, so we do not know
+        return bookmarks.get(sentry_id, frozenset())
+
+    # -- one link ---------------------------------------------------------------------------
+    def snapshot(
+        self, s_issue: Mapping[str, Any], t_issue: Mapping[str, Any], marks: frozenset[str] | None, users: UserMap
+    ) -> Snapshot:
+        return Snapshot(
+            status=Pair(sentry_state(s_issue), tracker_status(t_issue)),
+            assignee=Pair(sentry_assignee(s_issue), tracker_assignee(t_issue, users)),
+            followers=Pair(marks, tracker_followers(t_issue, users)),
+        )
+
+    def sync_link(
+        self,
+        report: CycleReport,
+        outcome: LinkOutcome,
+        link: Link,
+        s_issue: dict[str, Any],
+        t_issue: dict[str, Any],
+        marks: frozenset[str] | None,
+        users: UserMap,
+        baseline: Mapping[Field, Pair],
+        owned: frozenset[str],
+        *,
+        dry_run: bool,
+    ) -> None:
+        baseline = dict(baseline)
+        for attempt in (1, 2):
+            now = self.snapshot(s_issue, t_issue, marks, users)
+            actions = plan_link(baseline, now, owned, users, self.policy)
+            outcome.actions = actions
+            outcome.conflicts = [a.field for a in actions if isinstance(a, RecordConflict)]
+            outcome.unmapped = [f"{a.field}:{a.side}:{a.value}" for a in actions if isinstance(a, ReportUnmapped)]
+            if dry_run:
+                return
+            applied = _Applied()
+            error: BridgeError | None = None
+            try:
+                self._execute(link, actions, now, s_issue, t_issue, users, applied, outcome)
+            except RemoteError as exc:
+                error = exc
+            self._commit(link, applied, owned, now, report, clear_failure=error is None)
+            if isinstance(error, ConflictError) and attempt == 1:
+                # A person changed the Tracker issue meanwhile: re-read both sides, plan again once.
+                log.info("version conflict on %s; re-reading", link.tracker_key,
+                         extra={"event": "link.conflict_retry", "link": link.sentry_id})
+                baseline.update(applied.baselines)
+                owned = (owned | applied.owned_added) - applied.owned_removed
+                try:
+                    s_issue = self.sentry.get_issue(link.sentry_id)
+                    t_issue = self.tracker.get_issue(link.tracker_key)
+                except RemoteError as exc:
+                    self._fail(report, outcome, link, exc, dry_run)
+                    return
+                continue
+            if error is not None:
+                self._fail(report, outcome, link, error, dry_run)
+            return
+
+    def _execute(
+        self,
+        link: Link,
+        actions: Iterable[Action],
+        now: Snapshot,
+        s_issue: dict[str, Any],
+        t_issue: dict[str, Any],
+        users: UserMap,
+        applied: _Applied,
+        outcome: LinkOutcome,
+    ) -> None:
+        """Run the writes in order; each success moves that field's baseline to what the server
+        answered.  The first failure stops the link (the rest waits for the next cycle)."""
+        t_cur, s_cur = t_issue, s_issue
+        for action in actions:
+            if isinstance(action, Adopt):
+                applied.baselines[action.field] = action.pair
+                applied.settled.add(action.field)
+                continue
+            if isinstance(action, RecordConflict):
+                applied.conflicts[action.field] = action.pair
+                applied.journal.append(JournalEntry("both", action.field, "conflict", "", "recorded", action.reason))
+                log.warning("conflict on %s %s: %s", link.sentry_id, action.field, action.reason,
+                            extra={"event": "link.conflict", "link": link.sentry_id, "field": action.field})
+                continue
+            if isinstance(action, ReportUnmapped):
+                applied.journal.append(
+                    JournalEntry(action.side, action.field, "unmapped", action.value, "skipped", action.reason)
+                )
+                log.warning("not synced, %s", action.reason,
+                            extra={"event": "link.unmapped", "link": link.sentry_id, "field": action.field})
+                continue
+            desc = describe_action(action)
+            entry_value = str(desc.get("value"))
+            try:
+                if isinstance(action, WriteTrackerStatus):
+                    outcome.writes_tracker += self.move_tracker_status(t_cur, action.target)
+                    t_cur = self.tracker.get_issue(link.tracker_key)
+                    applied.baselines["status"] = Pair(now.status.sentry, tracker_status(t_cur))
+                elif isinstance(action, WriteTrackerAssignee):
+                    t_cur = self.tracker.set_assignee(link.tracker_key, action.login, version=int(t_cur["version"]))
+                    outcome.writes_tracker += 1
+                    applied.baselines["assignee"] = Pair(now.assignee.sentry, tracker_assignee(t_cur, users))
+                elif isinstance(action, (AddFollowers, RemoveFollowers)):
+                    logins = sorted(action.logins)
+                    if isinstance(action, AddFollowers):
+                        t_cur = self.tracker.add_followers(link.tracker_key, logins, version=int(t_cur["version"]))
+                        applied.owned_added |= action.logins
+                    else:
+                        t_cur = self.tracker.remove_followers(link.tracker_key, logins, version=int(t_cur["version"]))
+                        applied.owned_removed |= action.logins
+                    outcome.writes_tracker += 1
+                    applied.baselines["followers"] = Pair(now.followers.sentry, tracker_followers(t_cur, users))
+                elif isinstance(action, WriteSentryStatus):
+                    s_cur = self.sentry.set_status(link.sentry_id, action.state)
+                    outcome.writes_sentry += 1
+                    applied.baselines["status"] = Pair(sentry_state(s_cur), now.status.tracker)
+                elif isinstance(action, WriteSentryAssignee):
+                    s_cur = self.sentry.set_assignee(link.sentry_id, action.user_id)
+                    outcome.writes_sentry += 1
+                    applied.baselines["assignee"] = Pair(sentry_assignee(s_cur), now.assignee.tracker)
+            except RemoteError as exc:
+                applied.journal.append(
+                    JournalEntry(desc.get("side", ""), action.field, type(action).__name__, entry_value, "failed",
+                                 exc.describe())
+                )
+                raise
+            applied.settled.add(action.field)
+            applied.journal.append(
+                JournalEntry(desc.get("side", ""), action.field, type(action).__name__, entry_value, "ok",
+                             action.reason)
+            )
+            log.info("%s %s %s -> %s", link.sentry_id, action.field, desc.get("side"), entry_value,
+                     extra={"event": "link.write", "link": link.sentry_id, "side": desc.get("side"),
+                            "field": action.field, "outcome": "ok"})
+
+    def move_tracker_status(self, issue: Mapping[str, Any], target: TrackerTarget) -> int:
+        """Walk the workflow to `target.status`; returns the number of transitions executed.
+
+        Known transitions come from the cache; a stale cache (the transition is refused) costs
+        one fresh list and one more try, never a wrong status."""
+        key = str(issue["key"])
+        queue = str((issue.get("queue") or {}).get("key") or key.split("-")[0])
+        itype = str((issue.get("type") or {}).get("key") or "")
+        current = tracker_status(issue)
+        visited = {current}
+        executed = 0
+        while current != target.status:
+            if executed >= MAX_TRANSITION_STEPS:
+                raise RejectedError(f"no path from {current} to {target.status} within {executed} steps",
+                                    service="tracker", endpoint=f"transitions of {key}")
+            from_cache = self.workflows.get(queue, itype, current) is not None
+            if not from_cache:
+                self.workflows.learn(queue, itype, current, parse_transitions(self.tracker.transitions(key)))
+            step = next_transition(self.workflows.graph(queue, itype), current, target.status, visited)
+            if step is None:
+                raise RejectedError(f"the workflow offers no way from {current} to {target.status}",
+                                    service="tracker", endpoint=f"transitions of {key}")
+            resolution = target.resolution if step.to == target.status else None
+            try:
+                after = self.tracker.execute_transition(key, step.id, resolution=resolution)
+            except (RejectedError, ConflictError, NotFoundError):
+                if not from_cache:
+                    raise
+                # The cached list was stale (workflow edited, or the status moved): relearn once.
+                self.workflows.forget(queue, itype, current)
+                self.workflows.learn(queue, itype, current, parse_transitions(self.tracker.transitions(key)))
+                step = next_transition(self.workflows.graph(queue, itype), current, target.status, visited)
+                if step is None:
+                    raise
+                resolution = target.resolution if step.to == target.status else None
+                after = self.tracker.execute_transition(key, step.id, resolution=resolution)
+            executed += 1
+            current = step.to
+            visited.add(current)
+            self.workflows.learn(queue, itype, current, parse_transitions(after))
+        return executed
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _commit(
+        self, link: Link, applied: _Applied, owned: frozenset[str], now: Snapshot, report: CycleReport,
+        *, clear_failure: bool,
+    ) -> None:
+        followers_now = applied.baselines.get("followers", now.followers).tracker
+        keep = followers_now if isinstance(followers_now, frozenset) else None
+        self.store.commit_link(
+            LinkCommit(
+                sentry_id=link.sentry_id,
+                tracker_key=link.tracker_key,
+                baselines=applied.baselines,
+                owned_added=frozenset(applied.owned_added),
+                owned_removed=frozenset(applied.owned_removed),
+                # A bridge-added follower who unfollowed by hand is no longer ours to manage.
+                owned_keep_only=keep if owned else None,
+                journal=tuple(applied.journal),
+                conflicts=applied.conflicts,
+                settled_fields=frozenset(applied.settled),
+                clear_failure=clear_failure,
+            ),
+            report.cycle_id,
+            self.clock(),
+        )
+
+    def _fail(
+        self, report: CycleReport, outcome: LinkOutcome, link: Link, error: BridgeError | None, dry_run: bool
+    ) -> None:
+        text = error.describe() if isinstance(error, RemoteError) else str(error)
+        outcome.error = text
+        log.warning("link %s <-> %s failed: %s", link.sentry_id, link.tracker_key, text,
+                    extra={"event": "link.failed", "link": link.sentry_id, "outcome": "failed"})
+        if not dry_run:
+            self.store.record_failure(
+                link.sentry_id, link.tracker_key, text,
+                backoff_max_seconds=self.settings.sync.failure_backoff_max_seconds,
+                cycle_id=report.cycle_id, now=self.clock(),
+            )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,93 @@
+"""One small error hierarchy for the whole bridge.
+
+Clients translate HTTP outcomes into these at the boundary, the config loader raises
+`ConfigError`, and the CLI turns any of them into one operator message and one exit code
+(see `bridge.cli`).  Nothing above the clients ever looks at an HTTP status code.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The configuration is unusable.  Carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems) or "invalid configuration")
+
+
+class LockHeldError(BridgeError):
+    """Another instance holds the state lock."""
+
+
+class RemoteError(BridgeError):
+    """A remote API did not do what was asked.
+
+    `service` is "sentry" or "tracker"; `endpoint` is "METHOD /path" without query or host;
+    `status` is the HTTP status (None for transport failures); `excerpt` is a short, token-free
+    piece of the response body for the operator.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        endpoint: str = "",
+        status: int | None = None,
+        excerpt: str = "",
+    ) -> None:
+        self.service = service
+        self.endpoint = endpoint
+        self.status = status
+        self.excerpt = excerpt
+        super().__init__(message)
+
+    def describe(self) -> str:
+        """One line for logs, the failures table and the operator."""
+        parts = [f"{self.service}: {self}"]
+        if self.endpoint:
+            parts.append(f"({self.endpoint}" + (f" -> {self.status})" if self.status else ")"))
+        if self.excerpt:
+            parts.append(f"body: {self.excerpt!r}")
+        return " ".join(parts)
+
+
+class TransientError(RemoteError):
+    """Worth trying again later: 5xx, connection failures, timeouts."""
+
+
+class UnreachableError(TransientError):
+    """The remote could not be reached at all (DNS, refused connection, TLS failure)."""
+
+
+class RateLimitedError(TransientError):
+    """429.  `retry_after` is the server's hint in seconds, when it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class ConflictError(RemoteError):
+    """409/412: somebody changed the object meanwhile (or a `unique` key already exists)."""
+
+
+class NotFoundError(RemoteError):
+    """404: the object is gone or was never there."""
+
+
+class AuthError(RemoteError):
+    """401/403: the credentials were refused or lack a scope."""
+
+
+class RejectedError(RemoteError):
+    """The remote understood the request and refused it (400, 422, 423, other 4xx)."""
+
+
+class BadResponseError(RemoteError):
+    """The remote answered something we cannot use: not JSON, an HTML page, missing fields."""

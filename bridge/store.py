@@ -1,0 +1,424 @@
+"""Sync state in one SQLite file (sqlite-utils): links, baseline pairs, owned followers,
+failures, conflicts, cycles and the journal of every remote write.
+
+The store knows SQL, never HTTP.  Every change that belongs to one link is committed in one
+transaction (`commit_link`), and no transaction is ever held open across a network call: the
+engine reads, talks to the APIs, and only then writes here.  No secret is ever stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, cast
+
+import sqlite_utils
+
+from bridge.errors import LockHeldError
+from bridge.plan import Field, Pair, Value
+
+SCHEMA = sqlite_utils.Migrations("sentry-tracker-bridge")
+
+
+@SCHEMA()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE links (
+            sentry_id TEXT PRIMARY KEY,
+            tracker_key TEXT NOT NULL UNIQUE,
+            origin TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE baselines (
+            sentry_id TEXT NOT NULL REFERENCES links(sentry_id) ON DELETE CASCADE,
+            field TEXT NOT NULL,
+            sentry_value TEXT,
+            tracker_value TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (sentry_id, field)
+        );
+        CREATE TABLE owned_followers (
+            sentry_id TEXT NOT NULL REFERENCES links(sentry_id) ON DELETE CASCADE,
+            login TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            PRIMARY KEY (sentry_id, login)
+        );
+        CREATE TABLE intents (
+            id INTEGER PRIMARY KEY,
+            sentry_id TEXT NOT NULL UNIQUE,
+            unique_key TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            state TEXT NOT NULL,
+            tracker_key TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
+        CREATE TABLE failures (
+            sentry_id TEXT PRIMARY KEY,
+            tracker_key TEXT,
+            error TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            first_failed TEXT NOT NULL,
+            last_failed TEXT NOT NULL,
+            next_try TEXT NOT NULL
+        );
+        CREATE TABLE conflicts (
+            id INTEGER PRIMARY KEY,
+            sentry_id TEXT NOT NULL,
+            tracker_key TEXT NOT NULL,
+            field TEXT NOT NULL,
+            sentry_value TEXT,
+            tracker_value TEXT,
+            detected_at TEXT NOT NULL,
+            resolved_at TEXT,
+            resolution TEXT
+        );
+        CREATE UNIQUE INDEX conflicts_open ON conflicts(sentry_id, field) WHERE resolved_at IS NULL;
+        CREATE TABLE cycles (
+            id INTEGER PRIMARY KEY,
+            started TEXT NOT NULL,
+            finished TEXT,
+            ok INTEGER,
+            dry_run INTEGER NOT NULL,
+            links INTEGER NOT NULL DEFAULT 0,
+            writes_sentry INTEGER NOT NULL DEFAULT 0,
+            writes_tracker INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            conflicts INTEGER NOT NULL DEFAULT 0,
+            summary TEXT
+        );
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            cycle_id INTEGER,
+            sentry_id TEXT,
+            tracker_key TEXT,
+            side TEXT NOT NULL,
+            field TEXT NOT NULL,
+            action TEXT NOT NULL,
+            value TEXT,
+            outcome TEXT NOT NULL,
+            detail TEXT
+        );
+        CREATE INDEX journal_link ON journal(sentry_id, id);
+        """
+    )
+
+
+def now_iso(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+
+
+def encode(value: Value) -> str:
+    """JSON for a field value; sets become sorted lists under a marker so they round-trip."""
+    if isinstance(value, frozenset):
+        return json.dumps({"set": sorted(value)})
+    return json.dumps(value)
+
+
+def decode(text: str | None) -> Value:
+    if text is None:
+        return None
+    value = json.loads(text)
+    if isinstance(value, dict) and "set" in value:
+        return frozenset(str(v) for v in value["set"])
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Link:
+    sentry_id: str
+    tracker_key: str
+    origin: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    side: str
+    field: str
+    action: str
+    value: str
+    outcome: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LinkCommit:
+    """What one link's sync produced, written in one transaction."""
+
+    sentry_id: str
+    tracker_key: str
+    baselines: Mapping[Field, Pair]
+    owned_added: frozenset[str] = frozenset()
+    owned_removed: frozenset[str] = frozenset()
+    owned_keep_only: frozenset[str] | None = None
+    journal: tuple[JournalEntry, ...] = ()
+    conflicts: Mapping[Field, Pair] | None = None
+    settled_fields: frozenset[str] = frozenset()
+    clear_failure: bool = True
+
+
+class StateLock:
+    """An exclusive `flock` on `<state file>.lock`: one writer per state file."""
+
+    def __init__(self, state_path: Path) -> None:
+        self.path = Path(f"{state_path}.lock")
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held for the life of the process
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise LockHeldError(
+                f"another instance holds {self.path}" + (f" (pid {holder})" if holder else "")
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> StateLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Store:
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: Path | str) -> Store:
+        """Open (creating if needed) and migrate.  `":memory:"` gives a throwaway store."""
+        if str(path) == ":memory:":
+            db = sqlite_utils.Database(memory=True)
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite_utils.Database(str(path))
+            db.enable_wal()
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA busy_timeout = 5000")
+        SCHEMA.apply(db)
+        return cls(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, list(params)))
+
+    # -- links ------------------------------------------------------------------------------
+    def links(self) -> list[Link]:
+        return [Link(**row) for row in self._rows("SELECT * FROM links ORDER BY CAST(sentry_id AS INTEGER)")]
+
+    def link_count(self) -> int:
+        return int(self._rows("SELECT count(*) AS n FROM links")[0]["n"])
+
+    def find_link(self, ref: str) -> Link | None:
+        """By Sentry id or Tracker key."""
+        rows = self._rows("SELECT * FROM links WHERE sentry_id = ? OR tracker_key = ?", (ref, ref))
+        return Link(**rows[0]) if rows else None
+
+    def add_link(self, sentry_id: str, tracker_key: str, origin: str = "manual") -> None:
+        """Add a link; raises ValueError when either side is already linked elsewhere."""
+        for link in (self.find_link(sentry_id), self.find_link(tracker_key)):
+            if link is not None and (link.sentry_id, link.tracker_key) != (sentry_id, tracker_key):
+                raise ValueError(f"already linked: {link.sentry_id} <-> {link.tracker_key}")
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", [sentry_id, tracker_key, origin, now_iso()]
+            )
+
+    def remove_link(self, sentry_id: str) -> bool:
+        with self.db.atomic():
+            cursor = self.db.execute("DELETE FROM links WHERE sentry_id = ?", [sentry_id])
+            self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sentry_id])
+            self.db.execute(
+                "UPDATE conflicts SET resolved_at = ?, resolution = 'unlinked' "
+                "WHERE sentry_id = ? AND resolved_at IS NULL",
+                [now_iso(), sentry_id],
+            )
+        return bool(cursor.rowcount)
+
+    # -- baselines and followers ------------------------------------------------------------
+    def baselines(self) -> dict[str, dict[Field, Pair]]:
+        result: dict[str, dict[Field, Pair]] = {}
+        for row in self._rows("SELECT sentry_id, field, sentry_value, tracker_value FROM baselines"):
+            name = cast(Field, row["field"])
+            result.setdefault(row["sentry_id"], {})[name] = Pair(
+                decode(row["sentry_value"]), decode(row["tracker_value"])
+            )
+        return result
+
+    def owned_followers(self) -> dict[str, frozenset[str]]:
+        grouped: dict[str, set[str]] = {}
+        for row in self._rows("SELECT sentry_id, login FROM owned_followers"):
+            grouped.setdefault(row["sentry_id"], set()).add(row["login"])
+        return {key: frozenset(value) for key, value in grouped.items()}
+
+    def commit_link(self, commit: LinkCommit, cycle_id: int | None = None, now: datetime | None = None) -> None:
+        """Everything one link produced, in one transaction: baselines, owned followers,
+        journal entries, conflicts opened or settled, and the failure record cleared."""
+        stamp = now_iso(now)
+        sid = commit.sentry_id
+        with self.db.atomic():
+            for name, pair in commit.baselines.items():
+                self.db.execute(
+                    "INSERT INTO baselines VALUES (?, ?, ?, ?, ?) ON CONFLICT(sentry_id, field) DO UPDATE SET "
+                    "sentry_value = excluded.sentry_value, tracker_value = excluded.tracker_value, "
+                    "updated_at = excluded.updated_at",
+                    [sid, name, encode(pair.sentry), encode(pair.tracker), stamp],
+                )
+            for login in sorted(commit.owned_added):
+                self.db.execute("INSERT OR IGNORE INTO owned_followers VALUES (?, ?, ?)", [sid, login, stamp])
+            for login in sorted(commit.owned_removed):
+                self.db.execute("DELETE FROM owned_followers WHERE sentry_id = ? AND login = ?", [sid, login])
+            if commit.owned_keep_only is not None:
+                keep = sorted(commit.owned_keep_only | commit.owned_added)
+                marks = ",".join("?" * len(keep))
+                self.db.execute(
+                    f"DELETE FROM owned_followers WHERE sentry_id = ? AND login NOT IN ({marks})",  # noqa: S608
+                    [sid, *keep],
+                )
+            for entry in commit.journal:
+                self._journal(cycle_id, sid, commit.tracker_key, entry, stamp)
+            for settled in sorted(commit.settled_fields):
+                self.db.execute(
+                    "UPDATE conflicts SET resolved_at = ?, resolution = 'settled' "
+                    "WHERE sentry_id = ? AND field = ? AND resolved_at IS NULL",
+                    [stamp, sid, settled],
+                )
+            for name, pair in (commit.conflicts or {}).items():
+                self.db.execute(
+                    "INSERT INTO conflicts (sentry_id, tracker_key, field, sentry_value, tracker_value, detected_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET sentry_value = excluded.sentry_value, "
+                    "tracker_value = excluded.tracker_value",
+                    [sid, commit.tracker_key, name, encode(pair.sentry), encode(pair.tracker), stamp],
+                )
+            if commit.clear_failure:
+                self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sid])
+
+    def _journal(self, cycle_id: int | None, sid: str | None, key: str | None, e: JournalEntry, stamp: str) -> None:
+        self.db.execute(
+            "INSERT INTO journal (at, cycle_id, sentry_id, tracker_key, side, field, action, value, outcome, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [stamp, cycle_id, sid, key, e.side, e.field, e.action, e.value, e.outcome, e.detail],
+        )
+
+    def journal(self, sentry_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        if sentry_id is None:
+            return self._rows("SELECT * FROM journal ORDER BY id DESC LIMIT ?", (limit,))
+        return self._rows("SELECT * FROM journal WHERE sentry_id = ? ORDER BY id DESC LIMIT ?", (sentry_id, limit))
+
+    # -- failures ---------------------------------------------------------------------------
+    def record_failure(
+        self,
+        sentry_id: str,
+        tracker_key: str | None,
+        error: str,
+        *,
+        backoff_max_seconds: int,
+        journal: Iterable[JournalEntry] = (),
+        cycle_id: int | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Count one more failure and schedule the next try with capped exponential backoff."""
+        moment = now or datetime.now(UTC)
+        stamp = now_iso(moment)
+        with self.db.atomic():
+            rows = self._rows("SELECT attempts, first_failed FROM failures WHERE sentry_id = ?", (sentry_id,))
+            attempts = (rows[0]["attempts"] if rows else 0) + 1
+            first = rows[0]["first_failed"] if rows else stamp
+            delay = min(backoff_max_seconds, 30 * 2 ** min(attempts - 1, 20))
+            self.db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [sentry_id, tracker_key, error, attempts, first, stamp, now_iso(moment + timedelta(seconds=delay))],
+            )
+            for entry in journal:
+                self._journal(cycle_id, sentry_id, tracker_key, entry, stamp)
+        return attempts
+
+    def failures(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM failures ORDER BY sentry_id")
+
+    def not_due(self, now: datetime | None = None) -> set[str]:
+        """Links still waiting out their backoff."""
+        rows = self._rows("SELECT sentry_id FROM failures WHERE next_try > ?", (now_iso(now),))
+        return {row["sentry_id"] for row in rows}
+
+    # -- conflicts --------------------------------------------------------------------------
+    def open_conflicts(self) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM conflicts WHERE resolved_at IS NULL ORDER BY id")
+        for row in rows:
+            row["sentry_value"] = _shown(decode(row["sentry_value"]))
+            row["tracker_value"] = _shown(decode(row["tracker_value"]))
+        return rows
+
+    # -- cycles -----------------------------------------------------------------------------
+    def begin_cycle(self, dry_run: bool, now: datetime | None = None) -> int:
+        with self.db.atomic():
+            cursor = self.db.execute(
+                "INSERT INTO cycles (started, dry_run) VALUES (?, ?)", [now_iso(now), int(dry_run)]
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_cycle(self, cycle_id: int, summary: Mapping[str, Any], now: datetime | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE cycles SET finished = ?, ok = ?, links = ?, writes_sentry = ?, writes_tracker = ?, "
+                "failures = ?, conflicts = ?, summary = ? WHERE id = ?",
+                [
+                    now_iso(now),
+                    int(bool(summary.get("ok"))),
+                    summary.get("links", 0),
+                    summary.get("writes_sentry", 0),
+                    summary.get("writes_tracker", 0),
+                    summary.get("failures", 0),
+                    summary.get("conflicts", 0),
+                    json.dumps(summary, default=str),
+                    cycle_id,
+                ],
+            )
+
+    def cycles(self, limit: int = 10) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM cycles WHERE dry_run = 0 ORDER BY id DESC LIMIT ?", (limit,))
+
+    def last_success(self) -> str | None:
+        rows = self._rows("SELECT max(finished) AS t FROM cycles WHERE ok = 1 AND dry_run = 0")
+        return rows[0]["t"] if rows else None
+
+    def pending_intents(self) -> int:
+        return int(self._rows("SELECT count(*) AS n FROM intents WHERE state != 'done'")[0]["n"])
+
+
+def _shown(value: Value) -> Any:
+    return sorted(value) if isinstance(value, frozenset) else value

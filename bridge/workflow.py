@@ -1,0 +1,87 @@
+"""Finding a way through a Tracker queue's workflow, from what the API has shown us.
+
+Tracker changes status only through transitions, and lists only those available from an
+issue's current status.  `WorkflowCache` remembers every list it has seen per
+(queue, issue type, status); `next_transition` picks the first step of the shortest known path
+to the target, or, when the known graph has no path yet, a step into a status not visited yet
+(each answer to `_execute` then teaches the transitions of the new status).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Transition:
+    id: str
+    to: str
+
+
+def parse_transitions(items: Iterable[Mapping[str, Any]]) -> tuple[Transition, ...]:
+    """`[{id, to: {key}}]` as returned by the transitions list and by `_execute`."""
+    result = []
+    for item in items:
+        to = item.get("to")
+        if isinstance(to, Mapping) and item.get("id") is not None and to.get("key"):
+            result.append(Transition(str(item["id"]), str(to["key"])))
+    return tuple(result)
+
+
+@dataclass
+class WorkflowCache:
+    """Transitions seen per (queue, type, status).  Lives as long as the engine."""
+
+    _known: dict[tuple[str, str, str], tuple[Transition, ...]] = field(default_factory=dict)
+
+    def get(self, queue: str, issue_type: str, status: str) -> tuple[Transition, ...] | None:
+        return self._known.get((queue, issue_type, status))
+
+    def learn(self, queue: str, issue_type: str, status: str, transitions: tuple[Transition, ...]) -> None:
+        self._known[(queue, issue_type, status)] = transitions
+
+    def forget(self, queue: str, issue_type: str, status: str) -> None:
+        self._known.pop((queue, issue_type, status), None)
+
+    def graph(self, queue: str, issue_type: str) -> dict[str, tuple[Transition, ...]]:
+        return {s: t for (q, it, s), t in self._known.items() if q == queue and it == issue_type}
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
+def shortest_path(
+    graph: Mapping[str, Sequence[Transition]], start: str, target: str
+) -> list[Transition] | None:
+    """Breadth-first search over the known part of the workflow."""
+    if start == target:
+        return []
+    queue: deque[tuple[str, list[Transition]]] = deque([(start, [])])
+    seen = {start}
+    while queue:
+        status, path = queue.popleft()
+        for transition in graph.get(status, ()):
+            if transition.to in seen:
+                continue
+            step = [*path, transition]
+            if transition.to == target:
+                return step
+            seen.add(transition.to)
+            queue.append((transition.to, step))
+    return None
+
+
+def next_transition(
+    graph: Mapping[str, Sequence[Transition]], current: str, target: str, visited: set[str]
+) -> Transition | None:
+    """The step to take now: along the shortest known path, else into an unvisited status."""
+    path = shortest_path(graph, current, target)
+    if path:
+        return path[0]
+    for transition in graph.get(current, ()):
+        if transition.to not in visited:
+            return transition
+    return None

@@ -1,0 +1,437 @@
+"""`SentryClient` against the Sentry emulator: in-process (MockTransport) and over real HTTP
+(LoopbackServer)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.clients.http import ApiHttp, RetryPolicy
+from bridge.clients.sentry import PageLink, SentryClient, parse_link_header
+from bridge.errors import (
+    AuthError,
+    BadResponseError,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    RemoteError,
+    TransientError,
+)
+from bridge.sandbox.http import LoopbackServer, mock_transport
+from bridge.sandbox.sentry_emulator import SentryEmulator
+
+BASE = "http://sentry.test"
+NO_WAITS = RetryPolicy(waits=False)
+
+
+class Clock:
+    """A settable clock for the emulator; `sleep` advances it instead of sleeping."""
+
+    def __init__(self, start: datetime) -> None:
+        self.moment = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def emu(clock: Clock) -> SentryEmulator:
+    e = SentryEmulator(now=clock)
+    e.add_project("backend")
+    e.add_project("web", has_releases=False)
+    e.add_user("alice@example.com", "Alice", extra_emails=["alice@corp.example"])
+    e.add_user("bob@example.com", "Bob", projects=["web"])
+    e.add_user("carol@example.com", "Carol", sso_only=True)
+    return e
+
+
+@pytest.fixture
+def client(emu: SentryEmulator) -> Iterator[SentryClient]:
+    c = SentryClient.create(BASE, "acme", "sentry-token", policy=NO_WAITS, transport=mock_transport(emu))
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def served(emu: SentryEmulator) -> Iterator[SentryClient]:
+    """The same client over a real socket."""
+    with LoopbackServer(emu) as server:
+        c = SentryClient.create(server.url, "acme", "sentry-token", policy=NO_WAITS, timeout=5)
+        yield c
+        c.close()
+
+
+def add_issues(emu: SentryEmulator, clock: Clock, n: int, project: str = "backend", **kw: Any) -> list[str]:
+    ids = []
+    for i in range(n):
+        ids.append(emu.add_issue(project, f"Error {i}", **kw))
+        clock.advance(1)
+    return ids
+
+
+def issue_gets(emu: SentryEmulator) -> list[dict[str, list[str]]]:
+    out = []
+    for r in emu.requests("GET", r"/issues/$"):
+        params: dict[str, list[str]] = {}
+        for k, v in r.query:
+            params.setdefault(k, []).append(v)
+        out.append(params)
+    return out
+
+
+# -- the Link header ---------------------------------------------------------------------------
+
+
+def test_parse_link_header() -> None:
+    value = (
+        "<https://sentry.io/api/0/organizations/acme/issues/?query=&cursor=1700000000000:0:1>; "
+        'rel="previous"; results="false"; cursor="1700000000000:0:1", '
+        "<https://sentry.io/api/0/organizations/acme/issues/?query=&cursor=1699999999000:2:0>; "
+        'rel="next"; results="true"; cursor="1699999999000:2:0"'
+    )
+    links = parse_link_header(value)
+    assert links["previous"] == PageLink(
+        "https://sentry.io/api/0/organizations/acme/issues/?query=&cursor=1700000000000:0:1",
+        "previous",
+        False,
+        "1700000000000:0:1",
+    )
+    assert links["next"].results is True and links["next"].cursor == "1699999999000:2:0"
+    bare = parse_link_header('<https://x.test/a?&cursor=100:1:0>; rel="next"')
+    assert bare["next"] == PageLink("https://x.test/a?&cursor=100:1:0", "next", True, "100:1:0")
+    assert parse_link_header(None) == {} and parse_link_header("") == {} and parse_link_header("junk") == {}
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["client", "served"])
+def test_iter_issues_follows_link_across_pages(
+    request: pytest.FixtureRequest, via: str, emu: SentryEmulator, clock: Clock
+) -> None:
+    sentry: SentryClient = request.getfixturevalue(via)
+    ids = add_issues(emu, clock, 7)
+    emu.set_status(ids[2], "resolved")
+    found = [issue["id"] for issue in sentry.iter_issues("", per_page=3)]
+    assert found == list(reversed(ids))  # sort=new, newest first, resolved included (query="")
+    gets = issue_gets(emu)
+    assert len(gets) == 3
+    for params in gets:  # query always sent explicitly, all projects
+        assert params["query"] == [""] and params["project"] == ["-1"] and params["sort"] == ["new"]
+    assert sentry.stats.requests["GET"] == 3
+
+
+def test_iter_issues_streams(client: SentryClient, emu: SentryEmulator, clock: Clock) -> None:
+    add_issues(emu, clock, 5)
+    pages = client.iter_issues("is:unresolved", per_page=2)
+    next(pages)
+    assert len(issue_gets(emu)) == 1  # the first item came before the second page was asked for
+    assert len(list(pages)) == 4 and len(issue_gets(emu)) == 3
+
+
+def test_iter_issues_loops_on_results_not_counts(
+    client: SentryClient, emu: SentryEmulator, clock: Clock
+) -> None:
+    emu.add_project("legacy", auto_resolve_hours=24)
+    live = []
+    for n in range(6):
+        old = n % 3 != 0
+        issue = emu.add_issue(
+            "legacy",
+            f"E{n}",
+            first_seen=clock() - timedelta(days=10 - n),
+            last_seen=clock() - timedelta(days=3 if old else 0),
+        )
+        if not old:
+            live.append(issue)
+    found = [i["id"] for i in client.iter_issues("is:unresolved", per_page=2)]
+    assert sorted(found) == sorted(live)
+    assert len(issue_gets(emu)) == 3  # short (and even empty) pages did not stop the scan
+
+
+def test_iter_issues_stats_period(client: SentryClient, emu: SentryEmulator, clock: Clock) -> None:
+    old = emu.add_issue(
+        "backend", "Old", first_seen=clock() - timedelta(days=200), last_seen=clock() - timedelta(days=100)
+    )
+    assert [i["id"] for i in client.iter_issues("")] == []  # the default 90-day window
+    assert [i["id"] for i in client.iter_issues("", stats_period="180d")] == [old]
+
+
+@pytest.mark.parametrize("via", ["client", "served"])
+def test_get_issues_batches_group_ids(
+    request: pytest.FixtureRequest, via: str, emu: SentryEmulator, clock: Clock
+) -> None:
+    sentry: SentryClient = request.getfixturevalue(via)
+    ids = add_issues(emu, clock, 240)
+    emu.set_status(ids[0], "ignored")
+    emu.set_status(ids[1], "resolved")
+    wanted = ids + [str(9_000_000_000 + n) for n in range(10)]  # 250 ids, 10 unknown
+    found = sentry.get_issues(wanted)
+    assert sorted(i["id"] for i in found) == sorted(ids)  # all statuses; unknown ids simply absent
+    gets = issue_gets(emu)
+    assert [len(g["group"]) for g in gets] == [100, 100, 50]
+    assert all(g["project"] == ["-1"] and "query" not in g for g in gets)
+    assert sentry.get_issues([]) == [] and len(issue_gets(emu)) == 3
+    with pytest.raises(ValueError):
+        sentry.get_issues(["BACKEND-1"])
+
+
+def test_get_issue(client: SentryClient, emu: SentryEmulator) -> None:
+    issue_id = emu.add_issue("backend", "Boom")
+    assert client.get_issue(issue_id)["title"] == "Boom"
+    with pytest.raises(NotFoundError):
+        client.get_issue("123")
+
+
+def test_bookmarked_issue_ids(client: SentryClient, emu: SentryEmulator, clock: Clock) -> None:
+    ids = add_issues(emu, clock, 4)
+    emu.bookmark(ids[0], "alice@example.com")
+    emu.bookmark(ids[1], "alice@example.com")
+    emu.set_status(ids[1], "resolved")  # still a bookmark: the search must not restrict status
+    emu.bookmark(ids[2], "carol@example.com")
+    assert client.bookmarked_issue_ids("alice@example.com") == {ids[0], ids[1]}
+    assert client.bookmarked_issue_ids("carol@example.com") == set()  # SSO-only: Sentry cannot tell
+    assert client.bookmarked_issue_ids("nobody@example.com") == set()
+    queries = [g["query"][0] for g in issue_gets(emu)]
+    assert queries[0] == "bookmarks:alice@example.com"
+
+
+def test_list_members_all_pages(client: SentryClient, emu: SentryEmulator) -> None:
+    for n in range(120):
+        emu.add_user(f"user{n:03}@example.com")
+    emu.add_user("invited@example.com", pending_invite=True)
+    members = client.list_members()
+    assert len(members) == 124 and len(emu.requests("GET", "/members/")) == 2
+    alice = next(m for m in members if m["email"] == "alice@example.com")
+    assert alice["id"] != alice["user"]["id"] == emu.user_id("alice@example.com")
+    assert {e["email"] for e in alice["user"]["emails"]} == {"alice@example.com", "alice@corp.example"}
+    assert next(m for m in members if m["email"] == "invited@example.com")["user"] is None
+
+
+def test_list_installations(client: SentryClient, emu: SentryEmulator) -> None:
+    assert [i["uuid"] for i in client.list_installations()] == [emu.installation_uuid]
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["client", "served"])
+def test_resolved_in_next_release_falls_back(
+    request: pytest.FixtureRequest, via: str, emu: SentryEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    sentry: SentryClient = request.getfixturevalue(via)
+    with_releases = emu.add_issue("backend", "A")
+    without = emu.add_issue("web", "B")
+    issue = sentry.set_status(with_releases, "resolvedInNextRelease")
+    assert issue["status"] == "resolved" and issue["statusDetails"]["inNextRelease"] is True
+    assert len(emu.requests("PUT")) == 1
+    with caplog.at_level(logging.WARNING, logger="bridge.sentry"):
+        issue = sentry.set_status(without, "resolvedInNextRelease")
+    assert issue["status"] == "resolved" and "inNextRelease" not in issue["statusDetails"]
+    assert [r.body for r in emu.requests("PUT", without)] == [
+        {"status": "resolvedInNextRelease"},
+        {"status": "resolved"},
+    ]
+    assert any(without in r.getMessage() and r.name == "bridge.sentry" for r in caplog.records)
+
+
+def test_set_status_values(client: SentryClient, emu: SentryEmulator) -> None:
+    issue_id = emu.add_issue("backend", "A")
+    assert client.set_status(issue_id, "ignored")["substatus"] == "archived_forever"
+    assert client.set_status(issue_id, "unresolved")["status"] == "unresolved"
+    assert client.set_status(issue_id, "resolved")["status"] == "resolved"
+    with pytest.raises(ValueError):
+        client.set_status(issue_id, "archived")  # not a Sentry status: refused before sending
+    assert len(emu.requests("PUT")) == 3
+
+
+def test_assignee(client: SentryClient, emu: SentryEmulator) -> None:
+    issue_id = emu.add_issue("backend", "A")
+    alice = emu.user_id("alice@example.com")
+    assert client.set_assignee(issue_id, alice)["assignedTo"]["email"] == "alice@example.com"
+    assert client.set_assignee(issue_id, None)["assignedTo"] is None
+    assert [r.body for r in emu.requests("PUT")] == [{"assignedTo": f"user:{alice}"}, {"assignedTo": ""}]
+
+
+def test_rejected_put_is_not_retried(client: SentryClient, emu: SentryEmulator) -> None:
+    issue_id = emu.add_issue("backend", "A")
+    with pytest.raises(RejectedError) as info:
+        client.set_assignee(issue_id, emu.user_id("bob@example.com"))  # bob is not in the project's team
+    assert info.value.status == 400 and "Cannot assign to non-team member" in info.value.excerpt
+    assert len(emu.requests("PUT")) == 1 and client.stats.retries == 0
+
+
+def test_upsert_external_issue(client: SentryClient, emu: SentryEmulator) -> None:
+    issue_id = emu.add_issue("backend", "A")
+    first = client.upsert_external_issue(
+        emu.installation_uuid, issue_id, web_url="https://t.example/OPS-1", project="OPS", identifier="1"
+    )
+    again = client.upsert_external_issue(
+        emu.installation_uuid, issue_id, web_url="https://t.example/OPS-1", project="OPS", identifier="1"
+    )
+    assert first == again and first["displayName"] == "OPS#1"
+    assert client.get_issue(issue_id)["annotations"] == [
+        {"displayName": "OPS#1", "url": "https://t.example/OPS-1"}
+    ]
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["client", "served"])
+def test_429_without_retry_after_is_retried(
+    request: pytest.FixtureRequest, via: str, emu: SentryEmulator
+) -> None:
+    sentry: SentryClient = request.getfixturevalue(via)
+    issue_id = emu.add_issue("backend", "A")
+    emu.inject("status", status=429, method="GET")
+    assert sentry.get_issue(issue_id)["id"] == issue_id
+    assert [r.status for r in emu.requests("GET")] == [429, 200]
+    assert sentry.stats.retries == 1
+
+
+def test_429_wait_comes_from_the_reset_header(emu: SentryEmulator) -> None:
+    # The emulator's clock runs 30 s ahead of the wall clock, so X-Sentry-Rate-Limit-Reset lies
+    # about 30 s in the future: a wait near 30 s can only come from that header.
+    emu._clock = lambda: datetime.now(UTC) + timedelta(seconds=30)
+    issue_id = emu.add_issue("backend", "A")
+    emu.inject("status", status=429, times=5)
+    sentry = SentryClient.create(
+        BASE,
+        "acme",
+        "sentry-token",
+        policy=RetryPolicy(attempts=2, waits=False),
+        transport=mock_transport(emu),
+    )
+    with pytest.raises(RateLimitedError) as info:
+        sentry.get_issue(issue_id)
+    assert info.value.retry_after is not None and 28 < info.value.retry_after < 32
+
+
+def test_real_rate_limit_waits_until_reset(emu: SentryEmulator) -> None:
+    """Against the emulator's own limiter: the client sleeps until the window resets (the sleep
+    moves the emulator's clock), then succeeds."""
+    clock = Clock(datetime.now(UTC) + timedelta(seconds=5))
+    emu._clock = clock
+    emu.rate_limit_per_second = 1
+    issue_id = emu.add_issue("backend", "A")
+    policy = RetryPolicy(attempts=3, base_wait_seconds=0.001, max_wait_seconds=30)
+    http = ApiHttp(
+        "sentry",
+        BASE,
+        {"Authorization": "Bearer sentry-token"},
+        policy=policy,
+        transport=mock_transport(emu),
+        sleep=clock.sleep,
+    )
+    sentry = SentryClient(http, "acme")
+    sentry.get_issue(issue_id)
+    sentry.get_issue(issue_id)
+    assert [r.status for r in emu.requests("GET")] == [200, 429, 200]
+    assert len(clock.slept) == 1 and 4 < clock.slept[0] < 7
+
+
+def test_5xx_is_retried(client: SentryClient, emu: SentryEmulator) -> None:
+    issue_id = emu.add_issue("backend", "A")
+    emu.inject("status", status=500, times=1)
+    emu.inject("html", status=502, times=1)
+    assert client.set_status(issue_id, "resolved")["status"] == "resolved"  # PUT is safe: absolute value
+    assert [r.status for r in emu.requests("PUT")] == [500, 502, 200]
+    emu.inject("status", status=503, times=10)
+    with pytest.raises(TransientError):
+        client.get_issue(issue_id)
+
+
+def test_malformed_json_is_a_bad_response(client: SentryClient, emu: SentryEmulator) -> None:
+    issue_id = emu.add_issue("backend", "A")
+    emu.inject("malformed_json")
+    with pytest.raises(BadResponseError):
+        client.get_issue(issue_id)
+    emu.inject("status", status=200, body=b'{"detail": "not an issue"}')
+    with pytest.raises(BadResponseError, match="missing field"):
+        client.get_issue(issue_id)
+    emu.inject("status", status=200, body=b'{"id": "1"}', path=r"/issues/$")
+    with pytest.raises(BadResponseError, match="list"):
+        list(client.iter_issues(""))
+
+
+def test_pagination_that_does_not_advance_is_an_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        link = '<http://sentry.test/x?&cursor=1:0:0>; rel="next"; results="true"; cursor="1:0:0"'
+        return httpx.Response(
+            200, json=[{"id": "1", "status": "unresolved", "project": {}}], headers={"Link": link}
+        )
+
+    sentry = SentryClient.create(BASE, "acme", "t", policy=NO_WAITS, transport=httpx.MockTransport(handler))
+    with pytest.raises(BadResponseError, match="does not advance"):
+        list(sentry.iter_issues(""))
+
+
+def test_next_page_stays_on_our_host() -> None:
+    """A self-hosted Sentry with a wrong url-prefix writes links to another host; the client
+    keeps its own URL and takes only the cursor, so the token never goes elsewhere."""
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if "cursor" in request.url.params:
+            return httpx.Response(200, json=[{"id": "2", "status": "unresolved", "project": {}}])
+        link = '<http://elsewhere.example/api/0/x/?&cursor=5:0:0>; rel="next"; results="true"; cursor="5:0:0"'
+        return httpx.Response(
+            200, json=[{"id": "1", "status": "unresolved", "project": {}}], headers={"Link": link}
+        )
+
+    sentry = SentryClient.create(BASE, "acme", "t", policy=NO_WAITS, transport=httpx.MockTransport(handler))
+    assert [i["id"] for i in sentry.iter_issues("")] == ["1", "2"]
+    assert hosts == ["sentry.test", "sentry.test"]
+
+
+def test_token_never_in_errors(emu: SentryEmulator) -> None:
+    secret = "sntrys_SuperSecretValue123"
+    sentry = SentryClient.create(BASE, "acme", secret, policy=NO_WAITS, transport=mock_transport(emu))
+    texts = [repr(sentry), repr(sentry.http)]
+    with pytest.raises(AuthError) as info:
+        sentry.get_issue("1")
+    errors: list[RemoteError] = [info.value]
+    emu.add_token(secret, scopes=["org:ci"])  # an org auth token: no issue access
+    with pytest.raises(AuthError) as info:
+        list(sentry.iter_issues(""))
+    errors.append(info.value)
+    emu.add_token(secret)
+    emu.inject("malformed_json")
+    with pytest.raises(BadResponseError) as bad:
+        sentry.list_members()
+    errors.append(bad.value)
+    for error in errors:
+        texts += [str(error), error.describe(), error.excerpt, error.endpoint, repr(error)]
+    assert not [t for t in texts if secret in t]
+
+
+def test_loopback_roundtrip_smoke(served: SentryClient, emu: SentryEmulator, clock: Clock) -> None:
+    ids = add_issues(emu, clock, 3)
+    emu.bookmark(ids[1], "alice@example.com")
+    assert served.bookmarked_issue_ids("alice@example.com") == {ids[1]}
+    assert served.set_assignee(ids[0], emu.user_id("alice@example.com"))["assignedTo"]["name"] == "Alice"
+    assert len(served.list_members()) == 3
+    started = time.monotonic()
+    served.get_issues(ids)
+    assert time.monotonic() - started < 5
