@@ -421,6 +421,16 @@ class TrackerEmulator(EmulatorBase):
                 transitions=transitions, initial=initial_status, lead=int(self.admin_uid),
             )
 
+    def edit_workflow(self, queue: str, status: str, transitions: dict[str, str]) -> None:
+        """An admin replaces the transitions out of `status` (transition id -> target status):
+        what makes a bridge's cached workflow stale."""
+        with self.lock:
+            q = self._queues[queue]
+            unknown = [target for target in transitions.values() if target not in q.statuses]
+            if status not in q.statuses or unknown:
+                raise ValueError(f"unknown status in workflow edit: {status!r} -> {unknown}")
+            q.transitions[status] = dict(transitions)
+
     def add_local_field(self, queue: str, key: str, *, name: str | None = None, type: str = "string",
                         items: str | None = None) -> str:
         """Add a queue-local field; returns its full id `<24 hex>--<key>` (the key to write with)."""
