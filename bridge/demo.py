@@ -107,7 +107,7 @@ class Demo:
             self._show(pairs)
 
             self.say("\n== 3. People work on both sides")
-            (s1, t1), (s2, t2), (s3, _t3), (s4, t4), (s5, t5) = pairs
+            (_s1, t1), (s2, _t2), (s3, _t3), (s4, _t4), (s5, t5) = pairs
             self._act(f"Tracker: bob closes {t1} as fixed", lambda: self.tracker.set_status(
                 t1, "closed", resolution="fixed", by="bob"))
             self._act(f"Sentry: {s2} regresses", lambda: self.sentry.set_status(
@@ -139,7 +139,6 @@ class Demo:
             self.say("\n== 6. Status")
             self.cli("status")
             self.say("\n(unmapped users are reported, never guessed: dan stays unassigned in Tracker)")
-            self.say(f"(t1={t1}, t4={t4}, s1={s1} shown above)")
         return 0
 
     def _act(self, text: str, change: object) -> None:

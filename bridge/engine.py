@@ -9,6 +9,7 @@ that fails is recorded with its error and retried later; the cycle goes on.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class LinkOutcome:
     error: str | None = None
     conflicts: list[str] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
+    # Every remote write tried and its outcome (side, field, action, outcome): the metrics' source.
+    journal: list[JournalEntry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +105,7 @@ class CycleReport:
     outcomes: list[LinkOutcome] = field(default_factory=list)
     fatal: RemoteError | None = None
     requests: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
 
     @property
     def failures(self) -> list[LinkOutcome]:
@@ -129,6 +133,7 @@ class CycleReport:
             "requests": dict(self.requests),
             "duration_seconds": round(duration, 3) if duration is not None else None,
             "fatal": self.fatal.describe() if self.fatal else None,
+            "interrupted": self.interrupted,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -204,6 +209,8 @@ class Engine:
         self.clock = clock
         self.policy = policy_from(settings)
         self.workflows = WorkflowCache()
+        # Set from a signal handler: the link in progress finishes, no new link starts.
+        self.stop_requested = threading.Event()
 
     # -- the cycle --------------------------------------------------------------------------
     def run_cycle(self, *, dry_run: bool = False, respect_backoff: bool = False) -> CycleReport:
@@ -250,6 +257,11 @@ class Engine:
         baselines = self.store.baselines()
         owned = self.store.owned_followers()
         for link in active:
+            if self.stop_requested.is_set():
+                report.interrupted = True
+                log.info("stop requested: leaving %d links for the next run",
+                         len(active) - len(report.outcomes), extra={"event": "cycle.interrupted"})
+                break
             outcome = LinkOutcome(link.sentry_id, link.tracker_key)
             report.outcomes.append(outcome)
             error = sentry_errors.get(link.sentry_id) or tracker_errors.get(link.tracker_key)
@@ -370,6 +382,7 @@ class Engine:
                 self._execute(link, actions, now, s_issue, t_issue, users, applied, outcome)
             except RemoteError as exc:
                 error = exc
+            outcome.journal.extend(applied.journal)
             self._commit(link, applied, owned, now, report, clear_failure=error is None)
             if isinstance(error, ConflictError) and attempt == 1:
                 # A person changed the Tracker issue meanwhile: re-read both sides, plan again once.

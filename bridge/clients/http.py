@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -63,23 +64,39 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
+_ID_SEGMENT = re.compile(r"^(\d+|[A-Z][A-Z0-9_]*-\d+|[0-9a-f]{24}|[0-9a-f-]{32,36})$")
+
+
+def endpoint_label(method: str, path: str) -> str:
+    """`GET /api/0/organizations/acme/issues/123/` -> `GET /api/0/organizations/acme/issues/{id}/`:
+    a bounded set of labels for metrics (ids and issue keys folded)."""
+    parts = ["{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/")]
+    return f"{method} {'/'.join(parts)}"
+
+
 @dataclass
 class RequestStats:
-    """Counts of what was sent, for the cycle summary, metrics and tests.  Thread-safe."""
+    """Counts of what was sent, for the cycle summary, metrics and tests.  Thread-safe.
+
+    `by_endpoint` counts (endpoint label, status) pairs; `retries_by_endpoint` the retries."""
 
     requests: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
+    by_endpoint: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retries_by_endpoint: Counter[str] = field(default_factory=Counter)
     retries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, method: str, status: int | str) -> None:
+    def record(self, method: str, status: int | str, endpoint: str = "") -> None:
         with self._lock:
             self.requests[method] += 1
             self.statuses[str(status)] += 1
+            self.by_endpoint[(endpoint or method, str(status))] += 1
 
-    def record_retry(self) -> None:
+    def record_retry(self, endpoint: str = "") -> None:
         with self._lock:
             self.retries += 1
+            self.retries_by_endpoint[endpoint] += 1
 
     @property
     def total(self) -> int:
@@ -93,6 +110,8 @@ class RequestStats:
         with self._lock:
             self.requests.clear()
             self.statuses.clear()
+            self.by_endpoint.clear()
+            self.retries_by_endpoint.clear()
             self.retries = 0
 
 
@@ -183,6 +202,7 @@ class ApiHttp:
         `url` is a path below the base URL, or an absolute URL on the same host (pagination links).
         """
         endpoint = f"{method} {httpx.URL(url).path or url}"
+        label = endpoint_label(method, httpx.URL(url).path or url)
 
         def retry_wanted(state: tenacity.RetryCallState) -> bool:
             outcome = state.outcome
@@ -198,7 +218,7 @@ class ApiHttp:
             return self.policy.wait_for(error, state.attempt_number) if error else 0.0
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            self.stats.record_retry()
+            self.stats.record_retry(label)
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, self.policy.attempts))
@@ -209,13 +229,14 @@ class ApiHttp:
             sleep=self._sleep if self.policy.waits else (lambda _s: None),
             reraise=True,
         )
-        return retrying(self._send_once, method, url, endpoint, params, json_body, headers)
+        return retrying(self._send_once, method, url, endpoint, label, params, json_body, headers)
 
     def _send_once(
         self,
         method: str,
         url: str,
         endpoint: str,
+        label: str,
         params: Any,
         json_body: Any,
         headers: Mapping[str, str] | None,
@@ -226,15 +247,15 @@ class ApiHttp:
                 method, url, params=params, json=json_body, headers=dict(headers) if headers else None
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            self.stats.record(method, "connect-error")
+            self.stats.record(method, "connect-error", label)
             raise UnreachableError(f"cannot connect: {type(exc).__name__}", **common) from None
         except httpx.TimeoutException as exc:
-            self.stats.record(method, "timeout")
+            self.stats.record(method, "timeout", label)
             raise TransientError(f"timed out: {type(exc).__name__}", **common) from None
         except httpx.TransportError as exc:
-            self.stats.record(method, "transport-error")
+            self.stats.record(method, "transport-error", label)
             raise TransientError(f"connection failed: {type(exc).__name__}", **common) from None
-        self.stats.record(method, response.status_code)
+        self.stats.record(method, response.status_code, label)
         status = response.status_code
         if status < 400:
             return response

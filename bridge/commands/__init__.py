@@ -1,0 +1,10 @@
+"""One module per command.  Each has `register(subparsers)`, which adds its parser and sets
+`handler` to a function `(Context) -> exit code`."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from bridge.commands import demo, links, status, sync
+
+ALL: tuple[ModuleType, ...] = (sync, links, status, demo)

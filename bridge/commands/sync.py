@@ -1,0 +1,58 @@
+"""`sync`: one full cycle over every link, then exit."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bridge.cli import EXIT_FAILED, EXIT_OK, Context, report_remote_error
+from bridge.engine import CycleReport, describe_action
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "sync", help="one full cycle (every link refreshed), then exit")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    parser.add_argument("--json", action="store_true", help="print the plan / result as JSON")
+    parser.add_argument("--backfill", action="store_true", help="also create issues for existing Sentry issues")
+    parser.add_argument("--force", action="store_true", help="override the mass-change guard")
+    parser.set_defaults(handler=run)
+
+
+def run(ctx: Context) -> int:
+    settings = ctx.settings()
+    with ctx.engine(settings) as engine:
+        report = engine.run_cycle(dry_run=ctx.args.dry_run)
+    if ctx.args.json:
+        ctx.print_json(report.to_json())
+    else:
+        print_report(ctx, report)
+    return exit_code(report)
+
+
+def exit_code(report: CycleReport) -> int:
+    if report.fatal is not None:
+        return report_remote_error(report.fatal)
+    return EXIT_FAILED if report.failures else EXIT_OK
+
+
+def print_report(ctx: Context, report: CycleReport) -> None:
+    summary = report.summary()
+    for outcome in report.outcomes:
+        if not outcome.actions and not outcome.error:
+            continue
+        ctx.print(f"{outcome.sentry_id} <-> {outcome.tracker_key}")
+        for action in outcome.actions:
+            d = describe_action(action)
+            side = f" {d['side']}" if "side" in d else ""
+            value = f" = {d['value']}" if "value" in d else ""
+            ctx.print(f"  {d['action']:<20} {d['field']:<9}{side}{value}   ({d['reason']})")
+        if outcome.error:
+            ctx.print(f"  FAILED: {outcome.error}")
+    verb = "planned" if report.dry_run else "done"
+    ctx.print(
+        f"{verb}: {summary['links']} links, {summary['planned_writes']} writes planned, "
+        f"writes sentry={summary['writes_sentry']} tracker={summary['writes_tracker']}, "
+        f"{summary['failures']} failed, {summary['conflicts']} conflicts, {summary['unmapped']} unmapped, "
+        f"requests sentry={summary['requests'].get('sentry', 0)} tracker={summary['requests'].get('tracker', 0)}"
+    )
