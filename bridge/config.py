@@ -273,6 +273,8 @@ class TrackerSettings(BaseModel):
     )
 
     url: HttpUrl = "https://api.tracker.yandex.net"
+    # Where people open issues: the Tracker key is shown on Sentry as <web_url>/<KEY>.
+    web_url: HttpUrl = "https://tracker.yandex.ru"
     org_id: NonEmpty | None = None
     cloud_org_id: NonEmpty | None = None
     token: SecretStr | None = None

@@ -19,6 +19,7 @@ from typing import Any
 from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings, TrackerTarget
+from bridge.create import issue_fields, route_queue, sentry_id_from_unique, unique_key
 from bridge.errors import (
     AuthError,
     BridgeError,
@@ -31,9 +32,11 @@ from bridge.errors import (
 )
 from bridge.mapping import (
     UserMap,
+    assignee_in_step,
     build_user_map,
     sentry_assignee,
     sentry_state,
+    status_in_step,
     tracker_assignee,
     tracker_followers,
     tracker_status,
@@ -66,6 +69,9 @@ MAX_TRANSITION_STEPS = 6
 # Sentry searches (and so `bookmarks:`) only see issues with events in the last 90 days.
 SEARCH_WINDOW = timedelta(days=90)
 WINDOW_MARGIN = timedelta(days=1)
+# Summary keys carried as fields of the cycle's log line (JSON logs); none may clash with LogRecord.
+SUMMARY_LOG_FIELDS = ("ok", "dry_run", "links", "writes_sentry", "writes_tracker", "failures", "conflicts",
+                      "duration_seconds")
 
 
 @dataclass
@@ -106,6 +112,13 @@ class CycleReport:
     fatal: RemoteError | None = None
     requests: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    created: list[tuple[str, str]] = field(default_factory=list)
+    adopted: list[tuple[str, str]] = field(default_factory=list)
+    would_create: list[str] = field(default_factory=list)
+    deferred: int = 0
+    create_failures: dict[str, str] = field(default_factory=dict)
+    recovered: int = 0
+    backlinked: int = 0
 
     @property
     def failures(self) -> list[LinkOutcome]:
@@ -113,7 +126,7 @@ class CycleReport:
 
     @property
     def ok(self) -> bool:
-        return self.fatal is None and not self.failures
+        return self.fatal is None and not self.failures and not self.create_failures
 
     def writes(self, side: str) -> int:
         return sum(o.writes_sentry if side == "sentry" else o.writes_tracker for o in self.outcomes)
@@ -134,6 +147,13 @@ class CycleReport:
             "duration_seconds": round(duration, 3) if duration is not None else None,
             "fatal": self.fatal.describe() if self.fatal else None,
             "interrupted": self.interrupted,
+            "created": len(self.created),
+            "adopted": len(self.adopted),
+            "would_create": len(self.would_create),
+            "deferred": self.deferred,
+            "create_failures": len(self.create_failures),
+            "recovered_intents": self.recovered,
+            "backlinked": self.backlinked,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -142,6 +162,10 @@ class CycleReport:
             "started": self.started.isoformat(timespec="seconds"),
             "finished": self.finished.isoformat(timespec="seconds") if self.finished else None,
             "links_detail": [o.to_json() for o in self.outcomes if o.actions or o.error],
+            "created_detail": [{"sentry_id": sid, "tracker_key": key} for sid, key in self.created],
+            "adopted_detail": [{"sentry_id": sid, "tracker_key": key} for sid, key in self.adopted],
+            "would_create_detail": self.would_create,
+            "create_failures_detail": self.create_failures,
         }
 
 
@@ -213,8 +237,11 @@ class Engine:
         self.stop_requested = threading.Event()
 
     # -- the cycle --------------------------------------------------------------------------
-    def run_cycle(self, *, dry_run: bool = False, respect_backoff: bool = False) -> CycleReport:
-        """One full cycle over every link.  Never raises for a single link's trouble; a
+    def run_cycle(
+        self, *, dry_run: bool = False, respect_backoff: bool = False, backfill: bool = False
+    ) -> CycleReport:
+        """One full cycle: recover pending creates, sync every link, create issues for new
+        Sentry issues, show Tracker keys on Sentry.  Never raises for a single link's trouble; a
         failure to learn the users (auth, outage) ends the cycle early as `report.fatal`."""
         report = CycleReport(dry_run=dry_run, started=self.clock())
         sentry_before, tracker_before = self.sentry.stats.total, self.tracker.stats.total
@@ -222,7 +249,7 @@ class Engine:
         if not dry_run:
             report.cycle_id = self.store.begin_cycle(dry_run, report.started)
         try:
-            self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff)
+            self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff, backfill=backfill)
         except (AuthError, TransientError) as exc:
             report.fatal = exc
             log.error("cycle aborted: %s", exc.describe(), extra={"event": "cycle.aborted"})
@@ -239,21 +266,24 @@ class Engine:
             "planned" if dry_run else "done",
             summary["links"], summary["writes_sentry"], summary["writes_tracker"], summary["failures"],
             summary["conflicts"], summary["duration_seconds"] or 0.0, time.process_time() - started_cpu,
-            extra={"event": "cycle.summary", **{k: v for k, v in summary.items() if k != "requests"}},
+            extra={"event": "cycle.summary", **{k: summary[k] for k in SUMMARY_LOG_FIELDS}},
         )
         return report
 
-    def _cycle(self, report: CycleReport, *, dry_run: bool, respect_backoff: bool) -> None:
+    def _cycle(self, report: CycleReport, *, dry_run: bool, respect_backoff: bool, backfill: bool) -> None:
+        creating = self.settings.create.enabled or backfill
+        if not dry_run:
+            self._recover_intents(report)
         links = self.store.links()
         report.links = len(links)
-        if not links:
+        if not links and not creating:
             return
         users = self.load_users()
+        bookmarks = self._fetch_bookmarks(users) if self.policy.allows("followers", "tracker") else None
         waiting = self.store.not_due(self.clock()) if respect_backoff else set()
         active = [link for link in links if link.sentry_id not in waiting]
         sentry_issues, sentry_errors = self._fetch_sentry([link.sentry_id for link in active])
         tracker_issues, tracker_errors = self._fetch_tracker([link.tracker_key for link in active])
-        bookmarks = self._fetch_bookmarks(users) if self.policy.allows("followers", "tracker") else None
         baselines = self.store.baselines()
         owned = self.store.owned_followers()
         for link in active:
@@ -261,7 +291,7 @@ class Engine:
                 report.interrupted = True
                 log.info("stop requested: leaving %d links for the next run",
                          len(active) - len(report.outcomes), extra={"event": "cycle.interrupted"})
-                break
+                return
             outcome = LinkOutcome(link.sentry_id, link.tracker_key)
             report.outcomes.append(outcome)
             error = sentry_errors.get(link.sentry_id) or tracker_errors.get(link.tracker_key)
@@ -282,6 +312,10 @@ class Engine:
                 report, outcome, link, s_issue, t_issue, marks, users,
                 baselines.get(link.sentry_id, {}), owned.get(link.sentry_id, frozenset()), dry_run=dry_run,
             )
+        if creating and not self.stop_requested.is_set():
+            self._create_new(report, users, bookmarks, backfill=backfill, dry_run=dry_run)
+        if self.settings.sentry.app_installation and not dry_run and not self.stop_requested.is_set():
+            self._backlink(report)
 
     # -- reading ----------------------------------------------------------------------------
     def load_users(self) -> UserMap:
@@ -519,6 +553,210 @@ class Engine:
             self.workflows.learn(queue, itype, current, parse_transitions(after))
         return executed
 
+    # -- creating issues exactly once -------------------------------------------------------
+    def _unique(self, sentry_id: str) -> str:
+        return unique_key(self.settings.sentry.organization, sentry_id)
+
+    def _recover_intents(self, report: CycleReport) -> None:
+        """First thing in every cycle: an intent still pending means a run stopped between
+        journalling a create and linking its result.  If Tracker has the issue (found by our
+        `unique`), link it; otherwise the create never landed and is tried again below."""
+        for row in self.store.intents("pending"):
+            try:
+                found = self.tracker.find_by_unique(row["unique_key"])
+            except RemoteError as exc:
+                log.warning("cannot check pending create of %s: %s", row["sentry_id"], exc.describe(),
+                            extra={"event": "intent.unknown", "link": row["sentry_id"]})
+                continue
+            if found is not None:
+                self.store.complete_intent(row["sentry_id"], str(found["key"]), "created", now=self.clock())
+                report.recovered += 1
+                log.info("recovered pending create: %s -> %s", row["sentry_id"], found["key"],
+                         extra={"event": "intent.recovered", "link": row["sentry_id"]})
+
+    def _create_candidates(self, backfill: bool, dry_run: bool) -> list[dict[str, Any]]:
+        """Sentry issues that need a Tracker issue, oldest first: pending intents, then issues
+        matching `create.query` first seen after the watermark (all of them with backfill)."""
+        cfg = self.settings.create
+        known = self.store.known_sentry_ids()
+        pending = [row["sentry_id"] for row in self.store.intents("pending")]
+        candidates: dict[str, dict[str, Any]] = {}
+        if pending:
+            for issue in self.sentry.get_issues(pending):
+                candidates[str(issue["id"])] = issue
+        watermark = self.store.cursor("create.first_seen")
+        if watermark is None and not backfill:
+            # Creation was just switched on: only issues from now on, existing ones need --backfill.
+            if not dry_run:
+                self.store.set_cursor("create.first_seen", self.clock().isoformat(timespec="seconds"))
+            return list(candidates.values())
+        projects = set(self.settings.sentry.projects)
+        since = _parse_time(watermark) if watermark and not backfill else None
+        for issue in self.sentry.iter_issues(cfg.query, sort="new"):
+            first_seen = _parse_time(issue.get("firstSeen"))
+            if since is not None and first_seen is not None and first_seen < since:
+                break  # sorted by first seen, newest first: everything further is older
+            slug = str((issue.get("project") or {}).get("slug") or "")
+            if projects and slug not in projects:
+                continue
+            if str(issue["id"]) not in known:
+                candidates.setdefault(str(issue["id"]), issue)
+        return sorted(candidates.values(), key=lambda i: (str(i.get("firstSeen") or ""), int(str(i["id"]))))
+
+    def _create_new(
+        self, report: CycleReport, users: UserMap, bookmarks: Mapping[str, frozenset[str]] | None,
+        *, backfill: bool, dry_run: bool,
+    ) -> None:
+        cap = self.settings.create.max_per_cycle
+        candidates = self._create_candidates(backfill, dry_run)
+        batch, report.deferred = candidates[:cap], max(0, len(candidates) - cap)
+        if report.deferred:
+            log.warning("create.max_per_cycle = %d: %d more Sentry issues wait for the next cycle",
+                        cap, report.deferred, extra={"event": "create.deferred"})
+        handled_first_seen: str | None = None
+        for issue in batch:
+            if self.stop_requested.is_set():
+                report.interrupted = True
+                break
+            sid = str(issue["id"])
+            if dry_run:
+                report.would_create.append(sid)
+                continue
+            marks = self._bookmarks_of(sid, issue, bookmarks)
+            self.create_one(report, issue, users, marks)
+            handled_first_seen = str(issue.get("firstSeen") or "") or handled_first_seen
+        if handled_first_seen and not dry_run and not backfill:
+            # Move the watermark only over what was handled: deferred issues stay ahead of it.
+            current = self.store.cursor("create.first_seen") or ""
+            if handled_first_seen > current:
+                self.store.set_cursor("create.first_seen", handled_first_seen, self.clock())
+
+    def create_one(
+        self, report: CycleReport, issue: dict[str, Any], users: UserMap, marks: frozenset[str] | None
+    ) -> None:
+        """Journal the intent, create with `unique` (a repeat answers 409: the existing issue is
+        found and linked instead), link, then sync the new pair once so its baselines exist."""
+        cfg = self.settings.create
+        sid = str(issue["id"])
+        queue = route_queue(issue, cfg, self.settings.tracker.queue)
+        fields = issue_fields(issue, cfg, queue, users, marks)
+        try:
+            existing = self._find_referencing(sid, queue)
+            if existing is not None:
+                t_issue, created = existing, False
+            else:
+                self.store.add_intent(sid, self._unique(sid), queue, self.clock())
+                t_issue, created = self.tracker.create_issue(fields, unique=self._unique(sid))
+        except RemoteError as exc:
+            text = exc.describe()
+            report.create_failures[sid] = text
+            self.store.intent_error(sid, text)
+            log.warning("cannot create a Tracker issue for %s: %s", sid, text,
+                        extra={"event": "create.failed", "link": sid, "outcome": "failed"})
+            return
+        key = str(t_issue["key"])
+        owned = frozenset(fields.get("followers", [])) if created else frozenset()
+        self.store.complete_intent(sid, key, "created" if created else "adopted", owned, self.clock())
+        (report.created if created else report.adopted).append((sid, key))
+        log.info("%s Tracker issue %s for Sentry issue %s", "created" if created else "adopted", key, sid,
+                 extra={"event": "create.ok" if created else "create.adopted", "link": sid, "outcome": "ok"})
+        link = Link(sid, key, "created" if created else "adopted", "")
+        outcome = LinkOutcome(sid, key, writes_tracker=1 if created else 0)
+        report.outcomes.append(outcome)
+        self.sync_link(report, outcome, link, issue, t_issue, marks, users, {}, owned, dry_run=False)
+
+    def _find_referencing(self, sentry_id: str, queue: str) -> dict[str, Any] | None:
+        """A Tracker issue that already names this Sentry issue in `create.reference_field`."""
+        field_key = self.settings.create.reference_field
+        if not field_key:
+            return None
+        for issue in self.tracker.iter_search(filter={"queue": queue, field_key: sentry_id}):
+            return issue
+        return None
+
+    def _backlink(self, report: CycleReport) -> None:
+        """Show the Tracker key on each linked Sentry issue (an external issue of our Sentry app)."""
+        installation = self.settings.sentry.app_installation or ""
+        web = self.settings.tracker.web_url.rstrip("/")
+        for link in self.store.unbacklinked():
+            if self.stop_requested.is_set():
+                return
+            try:
+                self.sentry.upsert_external_issue(
+                    installation, link.sentry_id, web_url=f"{web}/{link.tracker_key}",
+                    project=link.tracker_key.rsplit("-", 1)[0], identifier=link.tracker_key,
+                )
+            except RemoteError as exc:
+                log.warning("cannot show %s on Sentry issue %s: %s", link.tracker_key, link.sentry_id,
+                            exc.describe(), extra={"event": "backlink.failed", "link": link.sentry_id})
+                continue
+            self.store.mark_backlinked(link.sentry_id)
+            report.backlinked += 1
+
+    # -- relink: rebuild lost state from both sides ------------------------------------------
+    def relink(self) -> dict[str, Any]:
+        """Rebuild links and baselines from what both sides show, writing nothing remote.
+
+        Links come from Tracker issues that carry our `unique` (or `create.reference_field`);
+        each field's baseline becomes what the two sides hold now, so the next sync writes
+        nothing.  Fields that disagree are recorded as conflicts for the operator.  Followers
+        the bridge added before cannot be told from hand-added ones any more, so none are owned."""
+        org = self.settings.sentry.organization
+        field_key = self.settings.create.reference_field
+        queues = sorted({self.settings.tracker.queue, *self.settings.create.routes.values()})
+        found: dict[str, dict[str, Any]] = {}
+        duplicates: list[str] = []
+        scanned = 0
+        for queue in queues:
+            for t_issue in self.tracker.iter_search(queue=queue):
+                scanned += 1
+                sid = sentry_id_from_unique(org, t_issue.get("unique"))
+                if sid is None and field_key and str(t_issue.get(field_key) or "").isdigit():
+                    sid = str(t_issue[field_key])
+                if sid is None:
+                    continue
+                if sid in found:
+                    duplicates.append(str(t_issue["key"]))
+                    continue
+                found[sid] = t_issue
+        existing = {link.sentry_id for link in self.store.links()}
+        todo = {sid: t for sid, t in found.items() if sid not in existing}
+        users = self.load_users()
+        bookmarks = self._fetch_bookmarks(users) if self.policy.allows("followers", "tracker") else None
+        sentry_issues, _errors = self._fetch_sentry(sorted(todo, key=int))
+        linked, disagreeing, missing = 0, 0, []
+        for sid, t_issue in todo.items():
+            s_issue = sentry_issues.get(sid)
+            if s_issue is None:
+                missing.append(sid)
+                continue
+            key = str(t_issue["key"])
+            now = self.snapshot(s_issue, t_issue, self._bookmarks_of(sid, s_issue, bookmarks), users)
+            baselines: dict[Field, Pair] = {"status": now.status, "assignee": now.assignee}
+            if isinstance(now.followers.sentry, frozenset):
+                baselines["followers"] = now.followers
+            conflicts: dict[Field, Pair] = {}
+            if not status_in_step(str(now.status.sentry), str(now.status.tracker), self.policy.status_table):
+                conflicts["status"] = now.status
+            if not assignee_in_step(_as_text(now.assignee.sentry), _as_text(now.assignee.tracker), users):
+                conflicts["assignee"] = now.assignee
+            disagreeing += bool(conflicts)
+            self.store.add_link(sid, key, origin="relink")
+            self.store.commit_link(LinkCommit(sid, key, baselines, conflicts=conflicts), None, self.clock())
+            if any(key in str(a.get("url") or "") or key in str(a.get("displayName") or "")
+                   for a in s_issue.get("annotations") or [] if isinstance(a, Mapping)):
+                self.store.mark_backlinked(sid)
+            linked += 1
+        return {
+            "scanned_tracker_issues": scanned,
+            "linked": linked,
+            "already_linked": len(found) - len(todo),
+            "disagreeing": disagreeing,
+            "missing_in_sentry": missing,
+            "duplicates": duplicates,
+            "requests": {"sentry": self.sentry.stats.total, "tracker": self.tracker.stats.total},
+        }
+
     # -- bookkeeping ------------------------------------------------------------------------
     def _commit(
         self, link: Link, applied: _Applied, owned: frozenset[str], now: Snapshot, report: CycleReport,
@@ -572,3 +810,7 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _as_text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -113,6 +113,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@SCHEMA()
+def m002_backlinks(db: sqlite_utils.Database) -> None:
+    """Whether the Tracker key is shown on the Sentry issue yet (an external-issue upsert)."""
+    db.execute("ALTER TABLE links ADD COLUMN backlinked INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE intents ADD COLUMN error TEXT")
+
+
 def now_iso(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
 
@@ -139,6 +146,7 @@ class Link:
     tracker_key: str
     origin: str
     created_at: str
+    backlinked: int = 0
 
 
 @dataclass(frozen=True)
@@ -255,7 +263,8 @@ class Store:
                 raise ValueError(f"already linked: {link.sentry_id} <-> {link.tracker_key}")
         with self.db.atomic():
             self.db.execute(
-                "INSERT OR IGNORE INTO links VALUES (?, ?, ?, ?)", [sentry_id, tracker_key, origin, now_iso()]
+                "INSERT OR IGNORE INTO links (sentry_id, tracker_key, origin, created_at) VALUES (?, ?, ?, ?)",
+                [sentry_id, tracker_key, origin, now_iso()],
             )
 
     def remove_link(self, sentry_id: str) -> bool:
@@ -383,6 +392,62 @@ class Store:
             row["tracker_value"] = _shown(decode(row["tracker_value"]))
         return rows
 
+    # -- intents (create exactly once) and cursors -----------------------------------------
+    def add_intent(self, sentry_id: str, unique: str, queue: str, now: datetime | None = None) -> None:
+        """Journal the intention to create *before* the POST, so a crash leaves a trace."""
+        stamp = now_iso(now)
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO intents (sentry_id, unique_key, queue, state, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT(sentry_id) DO NOTHING",
+                [sentry_id, unique, queue, stamp, stamp],
+            )
+
+    def intents(self, state: str = "pending") -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM intents WHERE state = ? ORDER BY id", (state,))
+
+    def intent_error(self, sentry_id: str, error: str) -> None:
+        with self.db.atomic():
+            self.db.execute("UPDATE intents SET error = ?, updated_at = ? WHERE sentry_id = ?",
+                            [error, now_iso(), sentry_id])
+
+    def complete_intent(
+        self, sentry_id: str, tracker_key: str, origin: str, owned: frozenset[str] = frozenset(),
+        now: datetime | None = None,
+    ) -> None:
+        """Link the created (or found) issue and close the intent, in one transaction."""
+        stamp = now_iso(now)
+        with self.db.atomic():
+            self.db.execute("INSERT OR IGNORE INTO links (sentry_id, tracker_key, origin, created_at) "
+                            "VALUES (?, ?, ?, ?)", [sentry_id, tracker_key, origin, stamp])
+            for login in sorted(owned):
+                self.db.execute("INSERT OR IGNORE INTO owned_followers VALUES (?, ?, ?)", [sentry_id, login, stamp])
+            self.db.execute(
+                "UPDATE intents SET state = 'done', tracker_key = ?, error = NULL, updated_at = ? WHERE sentry_id = ?",
+                [tracker_key, stamp, sentry_id],
+            )
+            self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sentry_id])
+
+    def known_sentry_ids(self) -> set[str]:
+        """Linked, or with an intent in any state: never to be created again."""
+        rows = self._rows("SELECT sentry_id FROM links UNION SELECT sentry_id FROM intents")
+        return {row["sentry_id"] for row in rows}
+
+    def unbacklinked(self) -> list[Link]:
+        return [Link(**row) for row in self._rows("SELECT * FROM links WHERE backlinked = 0 ORDER BY sentry_id")]
+
+    def mark_backlinked(self, sentry_id: str) -> None:
+        with self.db.atomic():
+            self.db.execute("UPDATE links SET backlinked = 1 WHERE sentry_id = ?", [sentry_id])
+
+    def cursor(self, name: str) -> str | None:
+        rows = self._rows("SELECT value FROM cursors WHERE name = ?", (name,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_cursor(self, name: str, value: str, now: datetime | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", [name, value, now_iso(now)])
+
     # -- cycles -----------------------------------------------------------------------------
     def begin_cycle(self, dry_run: bool, now: datetime | None = None) -> int:
         with self.db.atomic():
@@ -417,7 +482,7 @@ class Store:
         return rows[0]["t"] if rows else None
 
     def pending_intents(self) -> int:
-        return int(self._rows("SELECT count(*) AS n FROM intents WHERE state != 'done'")[0]["n"])
+        return int(self._rows("SELECT count(*) AS n FROM intents WHERE state = 'pending'")[0]["n"])
 
 
 def _shown(value: Value) -> Any:

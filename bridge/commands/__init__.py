@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bridge.commands import demo, links, status, sync
+from bridge.commands import demo, links, relink, status, sync
 
-ALL: tuple[ModuleType, ...] = (sync, links, status, demo)
+ALL: tuple[ModuleType, ...] = (sync, links, relink, status, demo)

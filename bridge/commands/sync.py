@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
 def run(ctx: Context) -> int:
     settings = ctx.settings()
     with ctx.engine(settings) as engine:
-        report = engine.run_cycle(dry_run=ctx.args.dry_run)
+        report = engine.run_cycle(dry_run=ctx.args.dry_run, backfill=ctx.args.backfill)
     if ctx.args.json:
         ctx.print_json(report.to_json())
     else:

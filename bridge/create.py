@@ -1,0 +1,93 @@
+"""Pure rules for creating a Tracker issue from a Sentry issue.
+
+The engine decides *when* to create (and journals it); this module decides *what*: which queue
+(routes by project), the idempotency key, the summary within Tracker's limit, the description
+from the template, type and priority from the Sentry level, tags, assignee and followers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.config import CreateSettings
+from bridge.mapping import UserMap, sentry_assignee
+
+UNIQUE_PREFIX = "sentry-tracker-bridge"
+
+
+def unique_key(organization: str, sentry_id: str) -> str:
+    """Tracker's `unique` for a Sentry issue: a second create with it answers 409, so the
+    same Sentry issue can never get two Tracker issues, whatever crashes or retries happen."""
+    return f"{UNIQUE_PREFIX}:{organization}:{sentry_id}"
+
+
+def sentry_id_from_unique(organization: str, unique: object) -> str | None:
+    """The Sentry issue id in one of our `unique` keys (for `relink`), else None."""
+    if not isinstance(unique, str):
+        return None
+    prefix = f"{UNIQUE_PREFIX}:{organization}:"
+    rest = unique[len(prefix):] if unique.startswith(prefix) else ""
+    return rest if rest.isdigit() else None
+
+
+def route_queue(issue: Mapping[str, Any], settings: CreateSettings, default_queue: str) -> str:
+    project = issue.get("project") or {}
+    slug = str(project.get("slug") or "") if isinstance(project, Mapping) else ""
+    return settings.routes.get(slug, default_queue)
+
+
+def summary_of(issue: Mapping[str, Any], limit: int) -> str:
+    """The title on one line, cut at `limit` characters with an ellipsis."""
+    title = " ".join(str(issue.get("title") or issue.get("shortId") or "Sentry issue").split())
+    return title if len(title) <= limit else title[: max(1, limit - 1)] + "…"
+
+
+def description_of(issue: Mapping[str, Any], template: str) -> str:
+    project = issue.get("project") or {}
+    values = {
+        "title": issue.get("title") or "",
+        "short_id": issue.get("shortId") or "",
+        "sentry_id": issue.get("id") or "",
+        "project": project.get("slug", "") if isinstance(project, Mapping) else "",
+        "permalink": issue.get("permalink") or "(no permalink: the token cannot see the organization's URL)",
+        "culprit": issue.get("culprit") or "-",
+        "level": issue.get("level") or "-",
+        "first_seen": issue.get("firstSeen") or "-",
+        "last_seen": issue.get("lastSeen") or "-",
+        "count": issue.get("count") or "0",
+        "user_count": issue.get("userCount") or 0,
+    }
+    return template.format(**values)
+
+
+def issue_fields(
+    issue: Mapping[str, Any],
+    settings: CreateSettings,
+    queue: str,
+    users: UserMap,
+    bookmarks: frozenset[str] | None,
+) -> dict[str, Any]:
+    """The body of the Tracker create request (without `unique`, which the client adds)."""
+    fields: dict[str, Any] = {
+        "queue": queue,
+        "summary": summary_of(issue, settings.summary_max_chars),
+        "description": description_of(issue, settings.description_template),
+    }
+    route = settings.levels.get(str(issue.get("level") or ""))
+    if route is not None and route.type:
+        fields["type"] = route.type
+    if route is not None and route.priority:
+        fields["priority"] = route.priority
+    if settings.tags:
+        fields["tags"] = list(settings.tags)
+    email = sentry_assignee(issue)
+    login = users.login_for(email) if email else None
+    if login:
+        fields["assignee"] = login
+    followers = sorted({lg for lg in (users.login_for(e) for e in bookmarks or ()) if lg})
+    if followers:
+        fields["followers"] = followers
+    if settings.reference_field:
+        fields[settings.reference_field] = str(issue.get("id"))
+    return fields
