@@ -625,11 +625,12 @@ class Engine:
             marks = self._bookmarks_of(sid, issue, bookmarks)
             self.create_one(report, issue, users, marks)
             handled_first_seen = str(issue.get("firstSeen") or "") or handled_first_seen
-        if handled_first_seen and not dry_run and not backfill:
+        handled = _parse_time(handled_first_seen)
+        if handled is not None and not dry_run and not backfill:
             # Move the watermark only over what was handled: deferred issues stay ahead of it.
-            current = self.store.cursor("create.first_seen") or ""
-            if handled_first_seen > current:
-                self.store.set_cursor("create.first_seen", handled_first_seen, self.clock())
+            current = _parse_time(self.store.cursor("create.first_seen"))
+            if current is None or handled > current:
+                self.store.set_cursor("create.first_seen", handled.isoformat(), self.clock())
 
     def create_one(
         self, report: CycleReport, issue: dict[str, Any], users: UserMap, marks: frozenset[str] | None
