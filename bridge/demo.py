@@ -102,7 +102,7 @@ class Demo:
             self.say("== 1. Link five existing pairs")
             self.cli("link", *[part for pair in pairs for part in pair])
 
-            self.say("\n== 2. First sync: Sentry is the source for new links")
+            self.say("\n== 2. First sync: Sentry is the source for new links (creation starts watching now)")
             self.cli("sync")
             self._show(pairs)
 
@@ -118,8 +118,16 @@ class Demo:
             self._act(f"Tracker: alice takes {t5}", lambda: self.tracker.set_assignee(t5, "alice", by="alice"))
             self._act(f"Sentry: {s3} is assigned to dan, who has no Tracker account",
                       lambda: self.sentry.assign(s3, "dan@example.com"))
+            fresh: list[str] = []
+            self._act("Sentry: a new error appears, assigned to bob and bookmarked by alice",
+                      lambda: fresh.append(self._new_error()))
             self.say("")
             self.cli("sync")
+            new_pair = next(((sid, key) for sid, key in self._links() if sid in fresh), None)
+            if new_pair:
+                pairs.append(new_pair)
+                self.say(f"   (created {new_pair[1]} for Sentry issue {new_pair[0]}; its unique key makes a repeat "
+                         "impossible)")
             self._show(pairs)
 
             self.say("\n== 4. Sync again right away: everything is in step, zero writes")
@@ -140,6 +148,21 @@ class Demo:
             self.cli("status")
             self.say("\n(unmapped users are reported, never guessed: dan stays unassigned in Tracker)")
         return 0
+
+    def _new_error(self) -> str:
+        sid = self.sentry.add_issue("backend", "OSError: [Errno 28] No space left on device", level="fatal",
+                                    assignee="bob@example.com")
+        self.sentry.bookmark(sid, "alice@example.com")
+        return sid
+
+    def _links(self) -> list[tuple[str, str]]:
+        from bridge.store import Store
+
+        store = Store.open(self.folder / "demo.db")
+        try:
+            return [(link.sentry_id, link.tracker_key) for link in store.links()]
+        finally:
+            store.close()
 
     def _act(self, text: str, change: object) -> None:
         self.say(f"  - {text}")
