@@ -69,6 +69,8 @@ MAX_TRANSITION_STEPS = 6
 # Sentry searches (and so `bookmarks:`) only see issues with events in the last 90 days.
 SEARCH_WINDOW = timedelta(days=90)
 WINDOW_MARGIN = timedelta(days=1)
+# With at least this many links, a side returning none of them is an outage.
+EMPTY_SIDE_MIN = 3
 # Summary keys carried as fields of the cycle's log line (JSON logs); none may clash with LogRecord.
 SUMMARY_LOG_FIELDS = ("ok", "dry_run", "links", "writes_sentry", "writes_tracker", "failures", "conflicts",
                       "duration_seconds")
@@ -119,6 +121,8 @@ class CycleReport:
     create_failures: dict[str, str] = field(default_factory=dict)
     recovered: int = 0
     backlinked: int = 0
+    refused: str | None = None
+    quarantined: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[LinkOutcome]:
@@ -126,7 +130,7 @@ class CycleReport:
 
     @property
     def ok(self) -> bool:
-        return self.fatal is None and not self.failures and not self.create_failures
+        return self.fatal is None and self.refused is None and not self.failures and not self.create_failures
 
     def writes(self, side: str) -> int:
         return sum(o.writes_sentry if side == "sentry" else o.writes_tracker for o in self.outcomes)
@@ -154,6 +158,8 @@ class CycleReport:
             "create_failures": len(self.create_failures),
             "recovered_intents": self.recovered,
             "backlinked": self.backlinked,
+            "refused": self.refused,
+            "quarantined": len(self.quarantined),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -238,7 +244,7 @@ class Engine:
 
     # -- the cycle --------------------------------------------------------------------------
     def run_cycle(
-        self, *, dry_run: bool = False, respect_backoff: bool = False, backfill: bool = False
+        self, *, dry_run: bool = False, respect_backoff: bool = False, backfill: bool = False, force: bool = False
     ) -> CycleReport:
         """One full cycle: recover pending creates, sync every link, create issues for new
         Sentry issues, show Tracker keys on Sentry.  Never raises for a single link's trouble; a
@@ -249,7 +255,7 @@ class Engine:
         if not dry_run:
             report.cycle_id = self.store.begin_cycle(dry_run, report.started)
         try:
-            self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff, backfill=backfill)
+            self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff, backfill=backfill, force=force)
         except (AuthError, TransientError) as exc:
             report.fatal = exc
             log.error("cycle aborted: %s", exc.describe(), extra={"event": "cycle.aborted"})
@@ -270,7 +276,9 @@ class Engine:
         )
         return report
 
-    def _cycle(self, report: CycleReport, *, dry_run: bool, respect_backoff: bool, backfill: bool) -> None:
+    def _cycle(
+        self, report: CycleReport, *, dry_run: bool, respect_backoff: bool, backfill: bool, force: bool
+    ) -> None:
         creating = self.settings.create.enabled or backfill
         if not dry_run:
             self._recover_intents(report)
@@ -284,9 +292,17 @@ class Engine:
         active = [link for link in links if link.sentry_id not in waiting]
         sentry_issues, sentry_errors = self._fetch_sentry([link.sentry_id for link in active])
         tracker_issues, tracker_errors = self._fetch_tracker([link.tracker_key for link in active])
+        _refuse_empty_side("sentry", len(active), len(sentry_issues), len(sentry_errors))
+        _refuse_empty_side("tracker", len(active), len(tracker_issues), len(tracker_errors))
         baselines = self.store.baselines()
         owned = self.store.owned_followers()
+        if not self._guard(report, active, sentry_issues, tracker_issues, bookmarks, users, baselines, owned,
+                           force=force, dry_run=dry_run):
+            return
+        held = self.store.quarantined()
         for link in active:
+            if link.sentry_id in held:
+                continue  # flapping: an operator looks first (`conflicts`)
             if self.stop_requested.is_set():
                 report.interrupted = True
                 log.info("stop requested: leaving %d links for the next run",
@@ -316,6 +332,44 @@ class Engine:
             self._create_new(report, users, bookmarks, backfill=backfill, dry_run=dry_run)
         if self.settings.sentry.app_installation and not dry_run and not self.stop_requested.is_set():
             self._backlink(report)
+
+    def _guard(
+        self, report: CycleReport, active: Sequence[Link], sentry_issues: Mapping[str, dict[str, Any]],
+        tracker_issues: Mapping[str, dict[str, Any]], bookmarks: Mapping[str, frozenset[str]] | None,
+        users: UserMap, baselines: Mapping[str, Mapping[Field, Pair]], owned: Mapping[str, frozenset[str]],
+        *, force: bool, dry_run: bool,
+    ) -> bool:
+        """Plan every link before writing any: refuse a mass change (it needs `--force`), and
+        quarantine links the bridge keeps rewriting (flapping).  False: the cycle must stop."""
+        changing: list[Link] = []
+        for link in active:
+            s_issue, t_issue = sentry_issues.get(link.sentry_id), tracker_issues.get(link.tracker_key)
+            if s_issue is None or t_issue is None:
+                continue
+            now = self.snapshot(s_issue, t_issue, self._bookmarks_of(link.sentry_id, s_issue, bookmarks), users)
+            actions = plan_link(baselines.get(link.sentry_id, {}), now, owned.get(link.sentry_id, frozenset()),
+                                users, self.policy)
+            if any(is_write(a) for a in actions):
+                changing.append(link)
+        limit = self.settings.sync.mass_change_limit(len(self.store.links()))
+        if len(changing) > limit and not force:
+            report.refused = (f"{len(changing)} links would be changed this cycle, more than the limit of {limit} "
+                              "(sync.max_changes_per_cycle); check with `sync --dry-run`, then run `sync --force`")
+            log.error("refused: %s", report.refused, extra={"event": "cycle.refused"})
+            return False
+        if dry_run:
+            return True
+        window, limit_flaps = self.settings.sync.flap_window_cycles, self.settings.sync.flap_limit
+        counts = self.store.cycles_writing(window)
+        for link in changing:
+            if counts.get(link.sentry_id, 0) >= limit_flaps:
+                detail = (f"written in {counts[link.sentry_id]} of the last {window} cycles; held back until "
+                          "resolved (`conflicts`)")
+                self.store.quarantine(link.sentry_id, link.tracker_key, detail, self.clock())
+                report.quarantined.append(link.sentry_id)
+                log.error("quarantined %s <-> %s: %s", link.sentry_id, link.tracker_key, detail,
+                          extra={"event": "link.quarantined", "link": link.sentry_id})
+        return True
 
     # -- reading ----------------------------------------------------------------------------
     def load_users(self) -> UserMap:
@@ -815,3 +869,13 @@ def _parse_time(value: Any) -> datetime | None:
 
 def _as_text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _refuse_empty_side(side: str, wanted: int, found: int, failed: int) -> None:
+    """A side that suddenly returns none of many linked issues is down or misconfigured: an
+    outage, never a mass deletion (one or two missing issues are per-link failures instead)."""
+    if wanted >= EMPTY_SIDE_MIN and found == 0 and failed == 0:
+        raise TransientError(
+            f"returned none of the {wanted} linked issues; treated as an outage, not as {wanted} deletions",
+            service=side, endpoint="refresh of linked issues",
+        )

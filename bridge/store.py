@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -433,6 +434,29 @@ class Store:
         rows = self._rows("SELECT sentry_id FROM links UNION SELECT sentry_id FROM intents")
         return {row["sentry_id"] for row in rows}
 
+    def cycles_writing(self, window: int) -> dict[str, int]:
+        """Per link, in how many of the last `window` cycles the bridge wrote to it (flapping)."""
+        rows = self._rows(
+            "SELECT sentry_id, count(DISTINCT cycle_id) AS n FROM journal WHERE outcome = 'ok' "
+            "AND action NOT IN ('conflict', 'unmapped') AND cycle_id > (SELECT coalesce(max(id), 0) FROM cycles) - ? "
+            "GROUP BY sentry_id",
+            (window,),
+        )
+        return {row["sentry_id"]: int(row["n"]) for row in rows}
+
+    def quarantined(self) -> set[str]:
+        """Links held back because they flapped, until an operator resolves the conflict."""
+        rows = self._rows("SELECT sentry_id FROM conflicts WHERE field = 'flapping' AND resolved_at IS NULL")
+        return {row["sentry_id"] for row in rows}
+
+    def quarantine(self, sentry_id: str, tracker_key: str, detail: str, now: datetime | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO conflicts (sentry_id, tracker_key, field, sentry_value, tracker_value, detected_at) "
+                "VALUES (?, ?, 'flapping', ?, ?, ?) ON CONFLICT DO NOTHING",
+                [sentry_id, tracker_key, json.dumps(detail), json.dumps(detail), now_iso(now)],
+            )
+
     def unbacklinked(self) -> list[Link]:
         return [Link(**row) for row in self._rows("SELECT * FROM links WHERE backlinked = 0 ORDER BY sentry_id")]
 
@@ -483,6 +507,82 @@ class Store:
 
     def pending_intents(self) -> int:
         return int(self._rows("SELECT count(*) AS n FROM intents WHERE state = 'pending'")[0]["n"])
+
+    # -- operator tooling (issue 7) ---------------------------------------------------------
+    @classmethod
+    def open_read_only(cls, path: Path | str) -> Store:
+        """Open an existing state file for reading only (`explain`): no migration, no lock, and
+        SQLite itself refuses any write.  Raises FileNotFoundError when there is no file yet."""
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(str(file))
+        connection = sqlite3.connect(f"{file.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 5000")
+        return cls(sqlite_utils.Database(connection))
+
+    def link_baselines(self, sentry_id: str) -> dict[Field, tuple[Pair, str]]:
+        """One link's baseline pairs, each with the time it last moved."""
+        rows = self._rows("SELECT field, sentry_value, tracker_value, updated_at FROM baselines WHERE sentry_id = ?",
+                          (sentry_id,))
+        return {
+            cast(Field, row["field"]): (Pair(decode(row["sentry_value"]), decode(row["tracker_value"])),
+                                        row["updated_at"])
+            for row in rows
+        }
+
+    def owned_followers_of(self, sentry_id: str) -> frozenset[str]:
+        rows = self._rows("SELECT login FROM owned_followers WHERE sentry_id = ?", (sentry_id,))
+        return frozenset(row["login"] for row in rows)
+
+    def failure_of(self, sentry_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM failures WHERE sentry_id = ?", (sentry_id,))
+        return rows[0] if rows else None
+
+    def conflict_by_id(self, conflict_id: int) -> dict[str, Any] | None:
+        """One conflict (open or not) with its values decoded (`sentry_value` / `tracker_value`
+        are the raw planner values, sets included)."""
+        rows = self._rows("SELECT * FROM conflicts WHERE id = ?", (conflict_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        row["sentry_value"] = decode(row["sentry_value"])
+        row["tracker_value"] = decode(row["tracker_value"])
+        return row
+
+    def conflicts_of(self, sentry_id: str, *, include_resolved: bool = False) -> list[dict[str, Any]]:
+        """One link's conflicts, newest first, values shown as in `open_conflicts`."""
+        where = "" if include_resolved else " AND resolved_at IS NULL"
+        rows = self._rows(f"SELECT * FROM conflicts WHERE sentry_id = ?{where} ORDER BY id DESC",  # noqa: S608
+                          (sentry_id,))
+        for row in rows:
+            row["sentry_value"] = _shown(decode(row["sentry_value"]))
+            row["tracker_value"] = _shown(decode(row["tracker_value"]))
+        return rows
+
+    def resolve_conflict(
+        self, conflict_id: int, resolution: str, baseline: Pair, now: datetime | None = None
+    ) -> None:
+        """Close an open conflict and set its field's baseline pair, in one transaction: the
+        baseline is what makes the next sync carry the side the operator took."""
+        stamp = now_iso(now)
+        with self.db.atomic():
+            rows = self._rows(
+                "SELECT sentry_id, tracker_key, field FROM conflicts WHERE id = ? AND resolved_at IS NULL",
+                (conflict_id,),
+            )
+            if not rows:
+                raise ValueError(f"no open conflict #{conflict_id}")
+            sid, name = rows[0]["sentry_id"], rows[0]["field"]
+            self.db.execute(
+                "INSERT INTO baselines VALUES (?, ?, ?, ?, ?) ON CONFLICT(sentry_id, field) DO UPDATE SET "
+                "sentry_value = excluded.sentry_value, tracker_value = excluded.tracker_value, "
+                "updated_at = excluded.updated_at",
+                [sid, name, encode(baseline.sentry), encode(baseline.tracker), stamp],
+            )
+            self.db.execute("UPDATE conflicts SET resolved_at = ?, resolution = ? WHERE id = ?",
+                            [stamp, resolution, conflict_id])
+            self._journal(None, sid, rows[0]["tracker_key"], JournalEntry(
+                "both", name, "ResolveConflict", resolution, "ok", "resolved by the operator"), stamp)
 
 
 def _shown(value: Value) -> Any:

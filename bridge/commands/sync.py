@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from bridge.cli import EXIT_FAILED, EXIT_OK, Context, report_remote_error
@@ -22,7 +23,7 @@ def register(subparsers: Any) -> None:
 def run(ctx: Context) -> int:
     settings = ctx.settings()
     with ctx.engine(settings) as engine:
-        report = engine.run_cycle(dry_run=ctx.args.dry_run, backfill=ctx.args.backfill)
+        report = engine.run_cycle(dry_run=ctx.args.dry_run, backfill=ctx.args.backfill, force=ctx.args.force)
     if ctx.args.json:
         ctx.print_json(report.to_json())
     else:
@@ -33,6 +34,9 @@ def run(ctx: Context) -> int:
 def exit_code(report: CycleReport) -> int:
     if report.fatal is not None:
         return report_remote_error(report.fatal)
+    if report.refused is not None:
+        print(f"error: {report.refused}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_FAILED if report.failures else EXIT_OK
 
 

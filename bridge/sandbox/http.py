@@ -70,8 +70,9 @@ def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) 
 
 @dataclass
 class Fault:
-    """One injected fault.  `method`/`path` (a regex searched in the path) select requests;
-    `times` is how many matching requests it hits; `after` skips that many matches first."""
+    """One injected fault.  `method`, `path` and `query` (regexes searched in the path and in the
+    `k=v&k=v` query string) select requests; `times` is how many matching requests it hits;
+    `after` skips that many matches first."""
 
     kind: FaultKind
     status: int = 500
@@ -81,9 +82,12 @@ class Fault:
     path: str | None = None
     times: int = 1
     after: int = 0
+    query: str | None = None
 
     def matches(self, req: EmuRequest) -> bool:
         if self.method and self.method.upper() != req.method:
+            return False
+        if self.query and not re.search(self.query, "&".join(f"{k}={v}" for k, v in req.query)):
             return False
         return not (self.path and not re.search(self.path, req.path))
 
