@@ -216,3 +216,22 @@ def test_relink_after_the_state_file_is_lost(bridge_env: BridgeEnv) -> None:
     assert data["created"] == 0 and data["writes_sentry"] == data["writes_tracker"] == 0
     assert len(env.sentry.writes()) + len(env.tracker.writes()) == writes
     assert Counter(len(tracker_issues_for(env, sid)) for sid in ids) == {1: 4}
+
+
+def test_issue_carrying_the_reference_field_is_adopted_not_duplicated(bridge_env: BridgeEnv) -> None:
+    env = bridge_env
+    field = env.tracker.add_local_field("OPS", "sentryIssue")
+    sid = new_issue(env)
+    # Someone already filed a ticket by hand and filled in the Sentry issue id.
+    key = env.tracker.add_issue("OPS", "filed by hand")
+    env.tracker.set_fields(key, {field: sid})
+    enable_create(env, reference_field=field)
+    data = env.sync_json("--backfill")
+    assert data["adopted"] == 1 and data["created"] == 0
+    assert env.status_json()["links"] == 1 and tracker_issues_for(env, sid) == []
+    assert [r.status for r in env.tracker.requests("POST", r"/issues/?$")] == []
+    # New issues get the reference filled in, so a lost state file is rebuilt from it too.
+    other = new_issue(env)
+    env.sync_json()
+    [created] = tracker_issues_for(env, other)
+    assert env.t_issue(created)[field] == other
