@@ -589,7 +589,7 @@ class Engine:
                                     service="tracker", endpoint=f"transitions of {key}")
             resolution = target.resolution if step.to == target.status else None
             try:
-                after = self.tracker.execute_transition(key, step.id, resolution=resolution)
+                after = self._execute_step(key, step.id, step.to, resolution)
             except (RejectedError, ConflictError, NotFoundError):
                 if not from_cache:
                     raise
@@ -600,12 +600,32 @@ class Engine:
                 if step is None:
                     raise
                 resolution = target.resolution if step.to == target.status else None
-                after = self.tracker.execute_transition(key, step.id, resolution=resolution)
+                after = self._execute_step(key, step.id, step.to, resolution)
             executed += 1
             current = step.to
             visited.add(current)
-            self.workflows.learn(queue, itype, current, parse_transitions(after))
+            if after is not None:
+                self.workflows.learn(queue, itype, current, parse_transitions(after))
         return executed
+
+    def _execute_step(
+        self, key: str, transition_id: str, to: str, resolution: str | None
+    ) -> list[dict[str, Any]] | None:
+        """Execute one transition.  Transitions are not idempotent, so an ambiguous failure
+        (timeout, 5xx) is never retried blindly: the issue is read back, and a transition that
+        landed counts as done (None: the answer, the next status's transitions, was lost)."""
+        try:
+            return self.tracker.execute_transition(key, transition_id, resolution=resolution)
+        except TransientError:
+            try:
+                landed = tracker_status(self.tracker.get_issue(key)) == to
+            except RemoteError:
+                landed = False
+            if not landed:
+                raise
+            log.info("transition %s of %s timed out but landed", transition_id, key,
+                     extra={"event": "write.ambiguous_landed", "side": "tracker", "field": "status"})
+            return None
 
     # -- creating issues exactly once -------------------------------------------------------
     def _unique(self, sentry_id: str) -> str:

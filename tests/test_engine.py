@@ -155,12 +155,24 @@ def test_ambiguous_transition_is_not_retried_blindly(world: World) -> None:
     world.sentry.set_status(sid, "resolved")
     world.tracker.inject("timeout_after", method="POST", path=r"/_execute$")
     report = world.cycle()
-    assert not report.ok  # recorded; the outcome is unknown
+    # Not retried blindly: read back, found landed, adopted as done.
+    assert report.ok, report.summary()
     assert len(world.tracker.requests("POST", r"/_execute$")) == 1
-    assert world.t_status(key) == "closed"  # it did land
+    assert world.t_status(key) == "closed"
     world.tracker.clear_log()
     report = world.cycle()
-    assert report.ok and world.tracker.writes() == []  # next cycle sees it in step: adopt, no second transition
+    assert report.ok and world.tracker.writes() == []  # in step: no second transition
+
+
+def test_ambiguous_transition_that_did_not_land_is_a_failure(world: World) -> None:
+    sid, key = world.pair()
+    world.cycle()
+    world.sentry.set_status(sid, "resolved")
+    world.tracker.inject("timeout_before", method="POST", path=r"/_execute$")
+    report = world.cycle()
+    assert not report.ok and world.t_status(key) == "open"
+    assert len(world.tracker.requests("POST", r"/_execute$")) == 1
+    assert world.cycle().ok and world.t_status(key) == "closed"  # the next cycle carries it
 
 
 def test_failed_bookmark_search_removes_no_follower(world: World) -> None:
