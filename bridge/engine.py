@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +72,11 @@ MAX_TRANSITION_STEPS = 6
 # Sentry searches (and so `bookmarks:`) only see issues with events in the last 90 days.
 SEARCH_WINDOW = timedelta(days=90)
 WINDOW_MARGIN = timedelta(days=1)
+# Where the incremental Tracker poll resumes: the newest `updatedAt` seen (minus the overlap).
+TRACKER_CURSOR = "tracker.updated_at"
+# Where the create listing stops: the newest Sentry first-seen time already handled.
+CREATE_CURSOR = "create.first_seen"
+CREATE_FLOOR = "create.floor_id"
 # With at least this many links, a side returning none of them is an outage.
 EMPTY_SIDE_MIN = 3
 # Summary keys carried as fields of the cycle's log line (JSON logs); none may clash with LogRecord.
@@ -123,6 +131,7 @@ class CycleReport:
     backlinked: int = 0
     refused: str | None = None
     quarantined: list[str] = field(default_factory=list)
+    full: bool = True
 
     @property
     def failures(self) -> list[LinkOutcome]:
@@ -160,6 +169,7 @@ class CycleReport:
             "backlinked": self.backlinked,
             "refused": self.refused,
             "quarantined": len(self.quarantined),
+            "full": self.full,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -221,6 +231,80 @@ class _Applied:
     conflicts: dict[Field, Pair] = field(default_factory=dict)
     settled: set[str] = field(default_factory=set)
 
+    def merge(self, other: _Applied) -> None:
+        self.baselines.update(other.baselines)
+        self.owned_added |= other.owned_added
+        self.owned_removed |= other.owned_removed
+        self.journal.extend(other.journal)
+        self.conflicts.update(other.conflicts)
+        self.settled |= other.settled
+
+
+@dataclass
+class _Work:
+    """One link with something to do: what pass 1 read and planned."""
+
+    link: Link
+    s_issue: dict[str, Any]
+    t_issue: dict[str, Any]
+    marks: frozenset[str] | None
+    baseline: Mapping[Field, Pair]
+    owned: frozenset[str]
+    actions: list[Action]
+
+
+@dataclass
+class _Batch:
+    sentry: dict[str, dict[str, Any]]
+    sentry_errors: dict[str, BridgeError]
+    tracker: dict[str, dict[str, Any]]
+    tracker_errors: dict[str, BridgeError]
+    fetched: list[dict[str, Any]]
+
+
+@dataclass
+class _Tally:
+    """How much of each side answered, to tell an outage from a few missing issues."""
+
+    wanted: int = 0
+    sentry_found: int = 0
+    sentry_failed: int = 0
+    tracker_found: int = 0
+    tracker_failed: int = 0
+
+    def add(self, wanted: int, batch: _Batch) -> None:
+        self.wanted += wanted
+        self.sentry_found += len(batch.sentry)
+        self.sentry_failed += len(batch.sentry_errors)
+        self.tracker_found += len(batch.tracker)
+        self.tracker_failed += len(batch.tracker_errors)
+
+
+class _Silent:
+    def advance(self, n: int = 1) -> None:
+        """No progress display."""
+
+
+@contextmanager
+def _no_progress(label: str, total: int) -> Iterator[_Silent]:
+    yield _Silent()
+
+
+@dataclass
+class _LinkResult:
+    outcome: LinkOutcome
+    applied: _Applied
+    owned: frozenset[str]
+    now: Snapshot
+    error: RemoteError | None
+    tracker_seen: dict[str, Any] | None
+
+
+def _describe_outcome(outcome: LinkOutcome, actions: list[Action]) -> None:
+    outcome.actions = actions
+    outcome.conflicts = [a.field for a in actions if isinstance(a, RecordConflict)]
+    outcome.unmapped = [f"{a.field}:{a.side}:{a.value}" for a in actions if isinstance(a, ReportUnmapped)]
+
 
 class Engine:
     def __init__(
@@ -241,10 +325,31 @@ class Engine:
         self.workflows = WorkflowCache()
         # Set from a signal handler: the link in progress finishes, no new link starts.
         self.stop_requested = threading.Event()
+        self._users: UserMap | None = None
+        self._newest_listed: datetime | None = None
+        self._status_types: dict[str, str] | None = None
+        # Long phases report here (a progress bar on a terminal); silent by default.
+        self.progress: Callable[[str, int], AbstractContextManager[Any]] = _no_progress
+        # Cycles since the last full read of Tracker (None: none yet, so the next one is full).
+        self._since_full: int | None = None
+
+    def _full_due(self) -> bool:
+        """Full: read every linked Tracker issue.  Otherwise only those updated since the cursor.
+        The first cycle of a process (every one-shot `sync`) and every `full_resync_every`-th is full."""
+        if self._since_full is None or self.store.cursor(TRACKER_CURSOR) is None:
+            return True
+        return self._since_full + 1 >= self.settings.sync.full_resync_every
+
+    def users(self, *, refresh: bool) -> UserMap:
+        """Who is who; re-read on full cycles, kept in memory between them."""
+        if refresh or self._users is None:
+            self._users = self.load_users()
+        return self._users
 
     # -- the cycle --------------------------------------------------------------------------
     def run_cycle(
-        self, *, dry_run: bool = False, respect_backoff: bool = False, backfill: bool = False, force: bool = False
+        self, *, dry_run: bool = False, respect_backoff: bool = False, backfill: bool = False, force: bool = False,
+        full: bool | None = None,
     ) -> CycleReport:
         """One full cycle: recover pending creates, sync every link, create issues for new
         Sentry issues, show Tracker keys on Sentry.  Never raises for a single link's trouble; a
@@ -255,7 +360,12 @@ class Engine:
         if not dry_run:
             report.cycle_id = self.store.begin_cycle(dry_run, report.started)
         try:
-            self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff, backfill=backfill, force=force)
+            full = self._full_due() if full is None else full
+            report.full = full
+            self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff, backfill=backfill, force=force,
+                        full=full)
+            if not dry_run and not report.interrupted:
+                self._since_full = 0 if full else (self._since_full or 0) + 1
         except (AuthError, TransientError) as exc:
             report.fatal = exc
             log.error("cycle aborted: %s", exc.describe(), extra={"event": "cycle.aborted"})
@@ -277,7 +387,8 @@ class Engine:
         return report
 
     def _cycle(
-        self, report: CycleReport, *, dry_run: bool, respect_backoff: bool, backfill: bool, force: bool
+        self, report: CycleReport, *, dry_run: bool, respect_backoff: bool, backfill: bool, force: bool,
+        full: bool,
     ) -> None:
         creating = self.settings.create.enabled or backfill
         if not dry_run:
@@ -286,33 +397,69 @@ class Engine:
         report.links = len(links)
         if not links and not creating:
             return
-        users = self.load_users()
+        users = self.users(refresh=full)
         bookmarks = self._fetch_bookmarks(users) if self.policy.allows("followers", "tracker") else None
         waiting = self.store.not_due(self.clock()) if respect_backoff else set()
-        active = [link for link in links if link.sentry_id not in waiting]
-        sentry_issues, sentry_errors = self._fetch_sentry([link.sentry_id for link in active])
-        tracker_issues, tracker_errors = self._fetch_tracker([link.tracker_key for link in active])
-        _refuse_empty_side("sentry", len(active), len(sentry_issues), len(sentry_errors))
-        _refuse_empty_side("tracker", len(active), len(tracker_issues), len(tracker_errors))
-        baselines = self.store.baselines()
-        owned = self.store.owned_followers()
-        if not self._guard(report, active, sentry_issues, tracker_issues, bookmarks, users, baselines, owned,
-                           force=force, dry_run=dry_run):
-            return
         held = self.store.quarantined()
-        for link in active:
-            if link.sentry_id in held:
-                continue  # flapping: an operator looks first (`conflicts`)
-            if self.stop_requested.is_set():
-                report.interrupted = True
-                log.info("stop requested: leaving %d links for the next run",
-                         len(active) - len(report.outcomes), extra={"event": "cycle.interrupted"})
-                return
-            outcome = LinkOutcome(link.sentry_id, link.tracker_key)
-            report.outcomes.append(outcome)
-            error = sentry_errors.get(link.sentry_id) or tracker_errors.get(link.tracker_key)
-            s_issue = sentry_issues.get(link.sentry_id)
-            t_issue = tracker_issues.get(link.tracker_key)
+        active = [link for link in links if link.sentry_id not in waiting and link.sentry_id not in held]
+        # A full read sees everything as of now: the next incremental poll starts here (the
+        # overlap window absorbs clock skew between us and Tracker).
+        updates, cursor = ({}, report.started.isoformat()) if full else self._tracker_updates(links)
+        works, missing = self._plan_all(report, active, users, bookmarks, updates, full=full, dry_run=dry_run)
+        if not self._guard(report, works, len(links), force=force, dry_run=dry_run):
+            return
+        for link, error in missing:
+            self._fail(report, self._outcome(report, link), link, error, dry_run)
+        if dry_run:
+            for work in works:
+                _describe_outcome(self._outcome(report, work.link), work.actions)
+            return
+        quarantined = set(report.quarantined)
+        self._run_works([w for w in works if w.link.sentry_id not in quarantined], report, users)
+        if report.interrupted:
+            return
+        if cursor is not None:
+            self.store.set_cursor(TRACKER_CURSOR, cursor, self.clock())
+        if creating and not self.stop_requested.is_set():
+            self._create_new(report, users, bookmarks, backfill=backfill, dry_run=dry_run)
+        if self.settings.sentry.app_installation and not self.stop_requested.is_set():
+            self._backlink(report)
+
+    def _outcome(self, report: CycleReport, link: Link) -> LinkOutcome:
+        outcome = LinkOutcome(link.sentry_id, link.tracker_key)
+        report.outcomes.append(outcome)
+        return outcome
+
+    def _plan_all(
+        self, report: CycleReport, active: Sequence[Link], users: UserMap,
+        bookmarks: Mapping[str, frozenset[str]] | None, updates: Mapping[str, dict[str, Any]],
+        *, full: bool, dry_run: bool,
+    ) -> tuple[list[_Work], list[tuple[Link, BridgeError]]]:
+        """Pass 1, streamed in batches: read both sides, plan every link.  Only links with
+        something to do are kept (with their JSON), so memory follows the changes, not N."""
+        works: list[_Work] = []
+        missing: list[tuple[Link, BridgeError]] = []
+        tally = _Tally()
+        with self.progress("reading linked issues", len(active)) as bar:
+            for chunk, batch in self._read_batches(active, updates, full=full, remember=not dry_run):
+                bar.advance(len(chunk))
+                tally.add(len(chunk), batch)
+                works.extend(self._plan_batch(chunk, batch, users, bookmarks, missing))
+        _refuse_empty_side("sentry", tally.wanted, tally.sentry_found, tally.sentry_failed)
+        _refuse_empty_side("tracker", tally.wanted, tally.tracker_found, tally.tracker_failed)
+        return works, missing
+
+    def _plan_batch(
+        self, chunk: list[Link], batch: _Batch, users: UserMap, bookmarks: Mapping[str, frozenset[str]] | None,
+        missing: list[tuple[Link, BridgeError]],
+    ) -> list[_Work]:
+        ids = [link.sentry_id for link in chunk]
+        baselines = self.store.baselines_for(ids)
+        owned = self.store.owned_followers_for(ids)
+        works: list[_Work] = []
+        for link in chunk:
+            error = batch.sentry_errors.get(link.sentry_id) or batch.tracker_errors.get(link.tracker_key)
+            s_issue, t_issue = batch.sentry.get(link.sentry_id), batch.tracker.get(link.tracker_key)
             if error is None and s_issue is None:
                 error = NotFoundError(
                     f"issue {link.sentry_id} not found (deleted, merged, or not visible to the token)",
@@ -321,43 +468,127 @@ class Engine:
             if error is None and t_issue is None:
                 error = NotFoundError(f"issue {link.tracker_key} not found", service="tracker")
             if error is not None or s_issue is None or t_issue is None:
-                self._fail(report, outcome, link, error, dry_run)
+                missing.append((link, error or NotFoundError("not found", service="sentry")))
                 continue
             marks = self._bookmarks_of(link.sentry_id, s_issue, bookmarks)
-            self.sync_link(
-                report, outcome, link, s_issue, t_issue, marks, users,
-                baselines.get(link.sentry_id, {}), owned.get(link.sentry_id, frozenset()), dry_run=dry_run,
-            )
-        if creating and not self.stop_requested.is_set():
-            self._create_new(report, users, bookmarks, backfill=backfill, dry_run=dry_run)
-        if self.settings.sentry.app_installation and not dry_run and not self.stop_requested.is_set():
-            self._backlink(report)
+            base = baselines.get(link.sentry_id, {})
+            own = owned.get(link.sentry_id, frozenset())
+            actions = plan_link(base, self.snapshot(s_issue, t_issue, marks, users), own, users, self.policy)
+            if actions:
+                works.append(_Work(link, s_issue, t_issue, marks, base, own, actions))
+        return works
+
+    def _read_batches(
+        self, links: Sequence[Link], updates: Mapping[str, dict[str, Any]], *, full: bool, remember: bool
+    ) -> Iterator[tuple[list[Link], _Batch]]:
+        """Batches of 100 links with both sides read, up to `sync.concurrency` batches in flight.
+        Worker threads do HTTP only; the store is read and written here, on the main thread."""
+        chunks = [list(links[i : i + BATCH]) for i in range(0, len(links), BATCH)]
+        if not chunks:
+            return
+        width = self.settings.sync.concurrency
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="read") as pool:
+            pending: deque[tuple[list[Link], Future[_Batch]]] = deque()
+            for chunk in chunks:
+                known: dict[str, dict[str, Any]] = {}
+                if not full:
+                    keys = [link.tracker_key for link in chunk]
+                    known = self.store.cached_tracker(keys)
+                    known.update({key: updates[key] for key in keys if key in updates})
+                pending.append((chunk, pool.submit(self._read_batch, chunk, known, full)))
+                if len(pending) >= width:
+                    yield self._take(pending, remember)
+            while pending:
+                yield self._take(pending, remember)
+
+    def _take(
+        self, pending: deque[tuple[list[Link], Future[_Batch]]], remember: bool
+    ) -> tuple[list[Link], _Batch]:
+        chunk, future = pending.popleft()
+        batch = future.result()
+        if batch.fetched and remember:  # a dry run writes nothing, not even this cache
+            self.store.cache_tracker(batch.fetched, self.clock())
+        return chunk, batch
+
+    def _read_batch(self, chunk: list[Link], known: Mapping[str, dict[str, Any]], full: bool) -> _Batch:
+        s_map, s_err = self._fetch_sentry([link.sentry_id for link in chunk])
+        keys = [link.tracker_key for link in chunk]
+        if full:
+            t_map, t_err = self._fetch_tracker(keys)
+            return _Batch(s_map, s_err, t_map, t_err, list({v["key"]: v for v in t_map.values()}.values()))
+        t_map = {key: known[key] for key in keys if key in known}
+        unseen = [key for key in keys if key not in t_map]
+        if not unseen:
+            return _Batch(s_map, s_err, t_map, {}, [])
+        # Linked since the last full read (or never cached): read those now.
+        extra, t_err = self._fetch_tracker(unseen)
+        t_map.update(extra)
+        return _Batch(s_map, s_err, t_map, t_err, list(extra.values()))
+
+    def _tracker_updates(self, links: Sequence[Link]) -> tuple[dict[str, dict[str, Any]], str | None]:
+        """Tracker issues of the linked queues updated since the cursor minus the overlap window
+        (an update stamped exactly at the cursor, or a clock a little off, is still caught).
+        Returns the linked ones by key (and old key, after a move) and the next cursor."""
+        started = self.clock()
+        since = _parse_time(self.store.cursor(TRACKER_CURSOR)) or started
+        since -= timedelta(seconds=self.settings.sync.overlap_seconds)
+        linked = {link.tracker_key for link in links}
+        queues = sorted({key.rsplit("-", 1)[0] for key in linked} | {self.settings.tracker.queue})
+        found: dict[str, dict[str, Any]] = {}
+        newest: datetime | None = None
+        flt = {"queue": queues, "updatedAt": {"from": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")}}
+        for issue in self.tracker.iter_search(filter=flt):
+            stamp = _parse_tracker_time(issue.get("updatedAt"))
+            if stamp is not None and (newest is None or stamp > newest):
+                newest = stamp
+            for key in (issue.get("key"), *(issue.get("aliases") or [])):
+                if key in linked:
+                    found[str(key)] = issue
+        self.store.cache_tracker(found.values(), self.clock())
+        # Everything up to this cycle's start has been seen; an update stamped later (or a little
+        # earlier, by a clock behind ours) falls inside the next poll's overlap window.
+        cursor = max(started, newest) if newest is not None else started
+        return found, cursor.isoformat()
+
+    def _run_works(self, works: Sequence[_Work], report: CycleReport, users: UserMap) -> None:
+        """Pass 2: links with writes run on a bounded pool (HTTP only); each result is
+        committed here, on the main thread, in one transaction per link."""
+        quiet = [w for w in works if not any(is_write(a) for a in w.actions)]
+        busy = [w for w in works if any(is_write(a) for a in w.actions)]
+        for work in quiet:  # adopt / conflict / unmapped: no HTTP at all
+            self._finish(report, work, self._run_link(work, users))
+        if not busy:
+            return
+        with ThreadPoolExecutor(max_workers=self.settings.sync.concurrency, thread_name_prefix="write") as pool:
+            futures = {pool.submit(self._run_link_unless_stopping, work, users): work for work in busy}
+            for future in as_completed(futures):
+                result = future.result()
+                if result is None:
+                    report.interrupted = True
+                    continue
+                self._finish(report, futures[future], result)
+        if report.interrupted:
+            log.info("stop requested: links not started are left for the next run",
+                     extra={"event": "cycle.interrupted"})
+
+    def _run_link_unless_stopping(self, work: _Work, users: UserMap) -> _LinkResult | None:
+        if self.stop_requested.is_set():
+            return None
+        return self._run_link(work, users)
 
     def _guard(
-        self, report: CycleReport, active: Sequence[Link], sentry_issues: Mapping[str, dict[str, Any]],
-        tracker_issues: Mapping[str, dict[str, Any]], bookmarks: Mapping[str, frozenset[str]] | None,
-        users: UserMap, baselines: Mapping[str, Mapping[Field, Pair]], owned: Mapping[str, frozenset[str]],
-        *, force: bool, dry_run: bool,
+        self, report: CycleReport, works: Sequence[_Work], link_count: int, *, force: bool, dry_run: bool
     ) -> bool:
-        """Plan every link before writing any: refuse a mass change (it needs `--force`), and
-        quarantine links the bridge keeps rewriting (flapping).  False: the cycle must stop."""
-        changing: list[Link] = []
-        for link in active:
-            s_issue, t_issue = sentry_issues.get(link.sentry_id), tracker_issues.get(link.tracker_key)
-            if s_issue is None or t_issue is None:
-                continue
-            now = self.snapshot(s_issue, t_issue, self._bookmarks_of(link.sentry_id, s_issue, bookmarks), users)
-            actions = plan_link(baselines.get(link.sentry_id, {}), now, owned.get(link.sentry_id, frozenset()),
-                                users, self.policy)
-            if any(is_write(a) for a in actions):
-                changing.append(link)
-        limit = self.settings.sync.mass_change_limit(len(self.store.links()))
+        """With every link planned and none written yet: refuse a mass change (it needs
+        `--force`), and quarantine links the bridge keeps rewriting (flapping).  False: stop."""
+        changing = [w.link for w in works if any(is_write(a) for a in w.actions)]
+        limit = self.settings.sync.mass_change_limit(link_count)
         if len(changing) > limit and not force:
             report.refused = (f"{len(changing)} links would be changed this cycle, more than the limit of {limit} "
                               "(sync.max_changes_per_cycle); check with `sync --dry-run`, then run `sync --force`")
             log.error("refused: %s", report.refused, extra={"event": "cycle.refused"})
             return False
-        if dry_run:
+        if dry_run or not changing:
             return True
         window, limit_flaps = self.settings.sync.flap_window_cycles, self.settings.sync.flap_limit
         counts = self.store.cycles_writing(window)
@@ -455,39 +686,61 @@ class Engine:
         *,
         dry_run: bool,
     ) -> None:
-        baseline = dict(baseline)
+        """Plan and run one link now, on this thread (creation, operator commands)."""
+        actions = plan_link(baseline, self.snapshot(s_issue, t_issue, marks, users), owned, users, self.policy)
+        work = _Work(link, s_issue, t_issue, marks, dict(baseline), owned, actions)
+        if dry_run:
+            _describe_outcome(outcome, actions)
+            return
+        self._finish(report, work, self._run_link(work, users, outcome), append=False)
+
+    def _run_link(self, work: _Work, users: UserMap, outcome: LinkOutcome | None = None) -> _LinkResult:
+        """Run one link's writes (HTTP only: safe on a worker thread).  A version conflict means
+        a person changed the Tracker issue meanwhile: re-read both sides and plan once more."""
+        link = work.link
+        outcome = outcome or LinkOutcome(link.sentry_id, link.tracker_key)
+        baseline, owned = dict(work.baseline), work.owned
+        s_issue, t_issue = work.s_issue, work.t_issue
+        total = _Applied()
+        actions = work.actions
+        now = self.snapshot(s_issue, t_issue, work.marks, users)
         for attempt in (1, 2):
-            now = self.snapshot(s_issue, t_issue, marks, users)
-            actions = plan_link(baseline, now, owned, users, self.policy)
-            outcome.actions = actions
-            outcome.conflicts = [a.field for a in actions if isinstance(a, RecordConflict)]
-            outcome.unmapped = [f"{a.field}:{a.side}:{a.value}" for a in actions if isinstance(a, ReportUnmapped)]
-            if dry_run:
-                return
-            applied = _Applied()
-            error: BridgeError | None = None
+            if attempt == 2:
+                now = self.snapshot(s_issue, t_issue, work.marks, users)
+                actions = plan_link(baseline, now, owned, users, self.policy)
+            _describe_outcome(outcome, actions)
+            step = _Applied()
+            error: RemoteError | None = None
+            seen: dict[str, Any] | None = None
             try:
-                self._execute(link, actions, now, s_issue, t_issue, users, applied, outcome)
+                seen = self._execute(link, actions, now, s_issue, t_issue, users, step, outcome)
             except RemoteError as exc:
                 error = exc
-            outcome.journal.extend(applied.journal)
-            self._commit(link, applied, owned, now, report, clear_failure=error is None)
-            if isinstance(error, ConflictError) and attempt == 1:
-                # A person changed the Tracker issue meanwhile: re-read both sides, plan again once.
-                log.info("version conflict on %s; re-reading", link.tracker_key,
-                         extra={"event": "link.conflict_retry", "link": link.sentry_id})
-                baseline.update(applied.baselines)
-                owned = (owned | applied.owned_added) - applied.owned_removed
-                try:
-                    s_issue = self.sentry.get_issue(link.sentry_id)
-                    t_issue = self.tracker.get_issue(link.tracker_key)
-                except RemoteError as exc:
-                    self._fail(report, outcome, link, exc, dry_run)
-                    return
-                continue
-            if error is not None:
-                self._fail(report, outcome, link, error, dry_run)
-            return
+            total.merge(step)
+            if not (isinstance(error, ConflictError) and attempt == 1):
+                return _LinkResult(outcome, total, work.owned, now, error, seen)
+            log.info("version conflict on %s; re-reading", link.tracker_key,
+                     extra={"event": "link.conflict_retry", "link": link.sentry_id})
+            baseline.update(step.baselines)
+            owned = (owned | step.owned_added) - step.owned_removed
+            try:
+                s_issue = self.sentry.get_issue(link.sentry_id)
+                t_issue = self.tracker.get_issue(link.tracker_key)
+            except RemoteError as exc:
+                return _LinkResult(outcome, total, work.owned, now, exc, None)
+        return _LinkResult(outcome, total, work.owned, now, None, None)
+
+    def _finish(self, report: CycleReport, work: _Work, result: _LinkResult, *, append: bool = True) -> None:
+        """Main thread: commit one link's result in one transaction, remember what Tracker showed."""
+        if append:
+            report.outcomes.append(result.outcome)
+        result.outcome.journal.extend(result.applied.journal)
+        self._commit(work.link, result.applied, result.owned, result.now, report,
+                     clear_failure=result.error is None)
+        if result.tracker_seen is not None:
+            self.store.cache_tracker([result.tracker_seen], self.clock())
+        if result.error is not None:
+            self._fail(report, result.outcome, work.link, result.error, False)
 
     def _execute(
         self,
@@ -499,11 +752,13 @@ class Engine:
         users: UserMap,
         applied: _Applied,
         outcome: LinkOutcome,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Run the writes in order; each success moves that field's baseline to what the server
-        answered.  The first failure stops the link (the rest waits for the next cycle)."""
+        answered.  The first failure stops the link (the rest waits for the next cycle).
+        Returns the Tracker issue as last seen."""
         t_cur, s_cur = t_issue, s_issue
-        for action in actions:
+        actions = list(actions)
+        for index, action in enumerate(actions):
             if isinstance(action, Adopt):
                 applied.baselines[action.field] = action.pair
                 applied.settled.add(action.field)
@@ -526,7 +781,12 @@ class Engine:
             try:
                 if isinstance(action, WriteTrackerStatus):
                     outcome.writes_tracker += self.move_tracker_status(t_cur, action.target)
-                    t_cur = self.tracker.get_issue(link.tracker_key)
+                    if any(isinstance(a, (WriteTrackerAssignee, AddFollowers, RemoveFollowers))
+                           for a in actions[index + 1 :]):
+                        t_cur = self.tracker.get_issue(link.tracker_key)  # the next PATCH needs the version
+                    else:
+                        # The transition's 200 is the server's word: one request per status change.
+                        t_cur = {**t_cur, "status": {"key": action.target.status}}
                     applied.baselines["status"] = Pair(now.status.sentry, tracker_status(t_cur))
                 elif isinstance(action, WriteTrackerAssignee):
                     t_cur = self.tracker.set_assignee(link.tracker_key, action.login, version=int(t_cur["version"]))
@@ -564,6 +824,7 @@ class Engine:
             log.info("%s %s %s -> %s", link.sentry_id, action.field, desc.get("side"), entry_value,
                      extra={"event": "link.write", "link": link.sentry_id, "side": desc.get("side"),
                             "field": action.field, "outcome": "ok"})
+        return t_cur
 
     def move_tracker_status(self, issue: Mapping[str, Any], target: TrackerTarget) -> int:
         """Walk the workflow to `target.status`; returns the number of transitions executed.
@@ -587,7 +848,7 @@ class Engine:
             if step is None:
                 raise RejectedError(f"the workflow offers no way from {current} to {target.status}",
                                     service="tracker", endpoint=f"transitions of {key}")
-            resolution = target.resolution if step.to == target.status else None
+            resolution = self._resolution_for(step.to, target)
             try:
                 after = self._execute_step(key, step.id, step.to, resolution)
             except (RejectedError, ConflictError, NotFoundError):
@@ -599,7 +860,7 @@ class Engine:
                 step = next_transition(self.workflows.graph(queue, itype), current, target.status, visited)
                 if step is None:
                     raise
-                resolution = target.resolution if step.to == target.status else None
+                resolution = self._resolution_for(step.to, target)
                 after = self._execute_step(key, step.id, step.to, resolution)
             executed += 1
             current = step.to
@@ -607,6 +868,21 @@ class Engine:
             if after is not None:
                 self.workflows.learn(queue, itype, current, parse_transitions(after))
         return executed
+
+    def _resolution_for(self, status: str, target: TrackerTarget) -> str | None:
+        """The target's resolution on the last step, and on any step through a done-type status
+        on the way (Tracker requires one to enter it, e.g. open -> resolved -> closed)."""
+        if status == target.status:
+            return target.resolution
+        if self._status_types is None:
+            types: dict[str, str] = {}
+            try:
+                for item in self.tracker.statuses():
+                    types[str(item.get("key"))] = str(item.get("type") or "")
+            except RemoteError as exc:
+                log.warning("cannot read Tracker status types: %s", exc.describe(), extra={"event": "statuses"})
+            self._status_types = types
+        return target.resolution if self._status_types.get(status) in ("done", "cancelled") else None
 
     def _execute_step(
         self, key: str, transition_id: str, to: str, resolution: str | None
@@ -658,21 +934,32 @@ class Engine:
         if pending:
             for issue in self.sentry.get_issues(pending):
                 candidates[str(issue["id"])] = issue
-        watermark = self.store.cursor("create.first_seen")
+        watermark = self.store.cursor(CREATE_CURSOR)
+        self._newest_listed = None
         if watermark is None and not backfill:
             # Creation was just switched on: only issues from now on, existing ones need --backfill.
+            # "Now" is Sentry's newest first-seen time, not our clock (no skew to worry about).
+            newest = next(iter(self.sentry.iter_issues(cfg.query, sort="new", per_page=1)), None)
+            mark = _parse_time(newest.get("firstSeen")) if newest else None
             if not dry_run:
-                self.store.set_cursor("create.first_seen", self.clock().isoformat(timespec="seconds"))
+                self.store.set_cursor(CREATE_CURSOR, (mark or self.clock()).isoformat())
+                # Issue ids only grow: everything up to this one existed before creation was on.
+                self.store.set_cursor(CREATE_FLOOR, str(newest["id"]) if newest else "0")
             return list(candidates.values())
+        floor = int(self.store.cursor(CREATE_FLOOR) or 0)
         projects = set(self.settings.sentry.projects)
         since = _parse_time(watermark) if watermark and not backfill else None
         for issue in self.sentry.iter_issues(cfg.query, sort="new"):
             first_seen = _parse_time(issue.get("firstSeen"))
             if since is not None and first_seen is not None and first_seen < since:
                 break  # sorted by first seen, newest first: everything further is older
+            if first_seen is not None and (self._newest_listed is None or first_seen > self._newest_listed):
+                self._newest_listed = first_seen
             slug = str((issue.get("project") or {}).get("slug") or "")
             if projects and slug not in projects:
                 continue
+            if not backfill and int(str(issue["id"])) <= floor:
+                continue  # existed before creation was switched on: only --backfill creates it
             if str(issue["id"]) not in known:
                 candidates.setdefault(str(issue["id"]), issue)
         return sorted(candidates.values(), key=lambda i: (str(i.get("firstSeen") or ""), int(str(i["id"]))))
@@ -688,23 +975,27 @@ class Engine:
             log.warning("create.max_per_cycle = %d: %d more Sentry issues wait for the next cycle",
                         cap, report.deferred, extra={"event": "create.deferred"})
         handled_first_seen: str | None = None
-        for issue in batch:
-            if self.stop_requested.is_set():
-                report.interrupted = True
-                break
-            sid = str(issue["id"])
-            if dry_run:
-                report.would_create.append(sid)
-                continue
-            marks = self._bookmarks_of(sid, issue, bookmarks)
-            self.create_one(report, issue, users, marks)
-            handled_first_seen = str(issue.get("firstSeen") or "") or handled_first_seen
-        handled = _parse_time(handled_first_seen)
+        with self.progress("creating Tracker issues", len(batch)) as bar:
+            for issue in batch:
+                if self.stop_requested.is_set():
+                    report.interrupted = True
+                    break
+                sid = str(issue["id"])
+                bar.advance()
+                if dry_run:
+                    report.would_create.append(sid)
+                    continue
+                marks = self._bookmarks_of(sid, issue, bookmarks)
+                self.create_one(report, issue, users, marks)
+                handled_first_seen = str(issue.get("firstSeen") or "") or handled_first_seen
+        # Move the watermark over everything listed when nothing waits (created, or known and
+        # linked), else only over what was handled: deferred issues stay ahead of it.
+        handled = self._newest_listed if not report.deferred and not report.interrupted else (
+            _parse_time(handled_first_seen))
         if handled is not None and not dry_run and not backfill:
-            # Move the watermark only over what was handled: deferred issues stay ahead of it.
-            current = _parse_time(self.store.cursor("create.first_seen"))
+            current = _parse_time(self.store.cursor(CREATE_CURSOR))
             if current is None or handled > current:
-                self.store.set_cursor("create.first_seen", handled.isoformat(), self.clock())
+                self.store.set_cursor(CREATE_CURSOR, handled.isoformat(), self.clock())
 
     def create_one(
         self, report: CycleReport, issue: dict[str, Any], users: UserMap, marks: frozenset[str] | None
@@ -899,3 +1190,13 @@ def _refuse_empty_side(side: str, wanted: int, found: int, failed: int) -> None:
             f"returned none of the {wanted} linked issues; treated as an outage, not as {wanted} deletions",
             service=side, endpoint="refresh of linked issues",
         )
+
+
+def _parse_tracker_time(value: Any) -> datetime | None:
+    """Tracker writes `2017-07-18T13:33:44.291+0000` (no colon in the offset)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return _parse_time(value)

@@ -13,7 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,6 +119,17 @@ def m002_backlinks(db: sqlite_utils.Database) -> None:
     """Whether the Tracker key is shown on the Sentry issue yet (an external-issue upsert)."""
     db.execute("ALTER TABLE links ADD COLUMN backlinked INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE intents ADD COLUMN error TEXT")
+
+
+@SCHEMA()
+def m003_tracker_cache(db: sqlite_utils.Database) -> None:
+    """The last state seen of each linked Tracker issue: an incremental cycle reads only what
+    changed in Tracker since its cursor and takes the rest from here."""
+    db.execute("CREATE TABLE tracker_cache (tracker_key TEXT PRIMARY KEY, data TEXT NOT NULL, seen_at TEXT NOT NULL)")
+
+
+# What an incremental cycle needs of a Tracker issue (mapping.tracker_* and the workflow).
+CACHED_TRACKER_FIELDS = ("key", "version", "status", "assignee", "followers", "queue", "type", "updatedAt", "aliases")
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -268,6 +279,17 @@ class Store:
                 [sentry_id, tracker_key, origin, now_iso()],
             )
 
+    def add_links(self, pairs: Iterable[tuple[str, str]], origin: str = "manual") -> int:
+        """Many links in one transaction (bulk import); pairs already linked are skipped."""
+        stamp = now_iso()
+        with self.db.atomic():
+            before = self.link_count()
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO links (sentry_id, tracker_key, origin, created_at) VALUES (?, ?, ?, ?)",
+                [(sid, key, origin, stamp) for sid, key in pairs],
+            )
+        return self.link_count() - before
+
     def remove_link(self, sentry_id: str) -> bool:
         with self.db.atomic():
             cursor = self.db.execute("DELETE FROM links WHERE sentry_id = ?", [sentry_id])
@@ -288,6 +310,38 @@ class Store:
                 decode(row["sentry_value"]), decode(row["tracker_value"])
             )
         return result
+
+    def baselines_for(self, sentry_ids: Sequence[str]) -> dict[str, dict[Field, Pair]]:
+        """Baselines of some links (a batch of a streamed cycle)."""
+        marks = ",".join("?" * len(sentry_ids))
+        result: dict[str, dict[Field, Pair]] = {}
+        sql = f"SELECT sentry_id, field, sentry_value, tracker_value FROM baselines WHERE sentry_id IN ({marks})"  # noqa: S608
+        for row in self._rows(sql, sentry_ids):
+            name = cast(Field, row["field"])
+            result.setdefault(row["sentry_id"], {})[name] = Pair(decode(row["sentry_value"]),
+                                                                 decode(row["tracker_value"]))
+        return result
+
+    def owned_followers_for(self, sentry_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        marks = ",".join("?" * len(sentry_ids))
+        grouped: dict[str, set[str]] = {}
+        sql = f"SELECT sentry_id, login FROM owned_followers WHERE sentry_id IN ({marks})"  # noqa: S608
+        for row in self._rows(sql, sentry_ids):
+            grouped.setdefault(row["sentry_id"], set()).add(row["login"])
+        return {key: frozenset(value) for key, value in grouped.items()}
+
+    def cached_tracker(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        marks = ",".join("?" * len(keys))
+        sql = f"SELECT tracker_key, data FROM tracker_cache WHERE tracker_key IN ({marks})"  # noqa: S608
+        return {row["tracker_key"]: json.loads(row["data"]) for row in self._rows(sql, keys)}
+
+    def cache_tracker(self, issues: Iterable[Mapping[str, Any]], now: datetime | None = None) -> None:
+        """Remember what was seen of these Tracker issues (only the fields a cycle needs)."""
+        stamp = now_iso(now)
+        rows = [(str(issue["key"]), json.dumps(_slim(issue)), stamp) for issue in issues]
+        if rows:
+            with self.db.atomic():
+                self.db.conn.executemany("INSERT OR REPLACE INTO tracker_cache VALUES (?, ?, ?)", rows)
 
     def owned_followers(self) -> dict[str, frozenset[str]]:
         grouped: dict[str, set[str]] = {}
@@ -560,10 +614,10 @@ class Store:
         return rows
 
     def resolve_conflict(
-        self, conflict_id: int, resolution: str, baseline: Pair, now: datetime | None = None
+        self, conflict_id: int, resolution: str, baselines: Mapping[Field, Pair], now: datetime | None = None
     ) -> None:
-        """Close an open conflict and set its field's baseline pair, in one transaction: the
-        baseline is what makes the next sync carry the side the operator took."""
+        """Close an open conflict and set baseline pairs, in one transaction: the baselines are
+        what make the next sync carry the side the operator took."""
         stamp = now_iso(now)
         with self.db.atomic():
             rows = self._rows(
@@ -572,18 +626,33 @@ class Store:
             )
             if not rows:
                 raise ValueError(f"no open conflict #{conflict_id}")
-            sid, name = rows[0]["sentry_id"], rows[0]["field"]
-            self.db.execute(
-                "INSERT INTO baselines VALUES (?, ?, ?, ?, ?) ON CONFLICT(sentry_id, field) DO UPDATE SET "
-                "sentry_value = excluded.sentry_value, tracker_value = excluded.tracker_value, "
-                "updated_at = excluded.updated_at",
-                [sid, name, encode(baseline.sentry), encode(baseline.tracker), stamp],
-            )
+            sid, key = rows[0]["sentry_id"], rows[0]["tracker_key"]
+            for name, pair in baselines.items():
+                self.db.execute(
+                    "INSERT INTO baselines VALUES (?, ?, ?, ?, ?) ON CONFLICT(sentry_id, field) DO UPDATE SET "
+                    "sentry_value = excluded.sentry_value, tracker_value = excluded.tracker_value, "
+                    "updated_at = excluded.updated_at",
+                    [sid, name, encode(pair.sentry), encode(pair.tracker), stamp],
+                )
             self.db.execute("UPDATE conflicts SET resolved_at = ?, resolution = ? WHERE id = ?",
                             [stamp, resolution, conflict_id])
-            self._journal(None, sid, rows[0]["tracker_key"], JournalEntry(
-                "both", name, "ResolveConflict", resolution, "ok", "resolved by the operator"), stamp)
+            self._journal(None, sid, key, JournalEntry(
+                "both", rows[0]["field"], "ResolveConflict", resolution, "ok", "resolved by the operator"), stamp)
 
 
 def _shown(value: Value) -> Any:
     return sorted(value) if isinstance(value, frozenset) else value
+
+
+def _slim(issue: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the keys and ids a cycle compares: references shrink to {key} or {id}."""
+    slim: dict[str, Any] = {}
+    for name in CACHED_TRACKER_FIELDS:
+        value = issue.get(name)
+        if isinstance(value, Mapping):
+            value = {k: value[k] for k in ("key", "id") if k in value}
+        elif name == "followers" and isinstance(value, list):
+            value = [{"id": ref.get("id")} for ref in value if isinstance(ref, Mapping)]
+        if name in issue:
+            slim[name] = value
+    return slim

@@ -221,3 +221,23 @@ def test_dry_run_writes_nothing_anywhere(world: World) -> None:
     assert report.summary()["planned_writes"] == 1
     assert world.tracker.writes() == [] and world.sentry.writes() == []
     assert world.store.baselines() == {} and world.store.cycles() == []
+
+
+def test_a_done_status_on_the_way_gets_the_resolution_too(tmp_path: Path) -> None:
+    w = make_world(tmp_path, tracker={"url": "http://tracker.test", "org_id": "1234567", "token": "tracker-token",
+                                      "queue": "FLOW"})
+    w.tracker.add_queue("FLOW", workflow={
+        "statuses": {"open": "new", "resolved": "done", "closed": "done"},
+        "transitions": {"open": {"resolve": "resolved"}, "resolved": {"close": "closed", "reopen": "open"},
+                        "closed": {"reopen": "open"}},
+    })
+    sid = w.sentry.add_issue("backend", "x")
+    key = w.tracker.add_issue("FLOW", "x")
+    w.store.add_link(sid, key)
+    w.cycle()
+    w.sentry.set_status(sid, "resolved")  # -> closed / fixed: open -[resolve]-> resolved -[close]-> closed
+    report = w.cycle()
+    assert report.ok, report.summary()
+    assert w.t_status(key) == "closed"
+    bodies = [r.body for r in w.tracker.requests("POST", r"/_execute$")]
+    assert bodies == [{"resolution": "fixed"}, {"resolution": "fixed"}]

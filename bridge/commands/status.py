@@ -1,12 +1,20 @@
-"""`status`: links, last cycles, failures, conflicts and pending intents, from the state file."""
+"""`status`: links, the last cycles, failures, conflicts and pending intents, from the state file.
+
+Reads the store only (no lock, no network), so it answers while the service runs.  The JSON
+keys `links`, `conflicts`, `failures`, `pending_intents`, `last_cycle` and `last_success` are a
+contract (design §6); more keys may be added, none removed."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import datetime
 from typing import Any
 
 from bridge.cli import EXIT_OK, Context
 from bridge.store import Store
+
+CYCLES_SHOWN = 10
 
 
 def register(subparsers: Any) -> None:
@@ -16,8 +24,24 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def duration(cycle: dict[str, Any]) -> float | None:
+    """Seconds a cycle took: the engine's own measure when recorded, else finished - started."""
+    try:
+        summary = json.loads(cycle.get("summary") or "{}")
+    except ValueError:
+        summary = {}
+    if isinstance(summary, dict) and isinstance(summary.get("duration_seconds"), (int, float)):
+        return float(summary["duration_seconds"])
+    if not cycle.get("finished"):
+        return None
+    try:
+        return (datetime.fromisoformat(cycle["finished"]) - datetime.fromisoformat(cycle["started"])).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
 def status_data(store: Store) -> dict[str, Any]:
-    cycles = store.cycles(10)
+    cycles = store.cycles(CYCLES_SHOWN)
     last = cycles[0] if cycles else None
     return {
         "links": store.link_count(),
@@ -33,17 +57,27 @@ def status_data(store: Store) -> dict[str, Any]:
         "pending_intents": store.pending_intents(),
         "last_cycle": (
             {"started": last["started"], "finished": last["finished"], "ok": bool(last["ok"]),
-             "writes": (last["writes_sentry"] or 0) + (last["writes_tracker"] or 0)}
+             "writes": (last["writes_sentry"] or 0) + (last["writes_tracker"] or 0),
+             "duration_seconds": duration(last), "failures": last["failures"]}
             if last else None
         ),
         "last_success": store.last_success(),
         "cycles": [
-            {"started": c["started"], "finished": c["finished"], "ok": bool(c["ok"]),
+            {"started": c["started"], "finished": c["finished"], "ok": None if c["ok"] is None else bool(c["ok"]),
+             "duration_seconds": duration(c), "links": c["links"],
              "writes_sentry": c["writes_sentry"], "writes_tracker": c["writes_tracker"],
              "failures": c["failures"], "conflicts": c["conflicts"]}
             for c in cycles
         ],
     }
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def _result(ok: bool | None) -> str:
+    return "running" if ok is None else "ok" if ok else "failures"
 
 
 def run(ctx: Context) -> int:
@@ -56,8 +90,37 @@ def run(ctx: Context) -> int:
     last = data["last_cycle"]
     ctx.print(f"links: {data['links']}   conflicts: {len(data['conflicts'])}   "
               f"failures: {len(data['failures'])}   pending intents: {data['pending_intents']}")
-    ctx.print(f"last cycle: {last['started'] + (' ok' if last['ok'] else ' with failures') if last else 'never'}")
+    if last:
+        ctx.print(f"last cycle: {last['started']} {_result(last['ok'])}, {last['writes']} writes, "
+                  f"{_seconds(last['duration_seconds'])}")
+    else:
+        ctx.print("last cycle: never")
     ctx.print(f"last success: {data['last_success'] or 'never'}")
+    rows = [[c["started"], _seconds(c["duration_seconds"]), str(c["links"]),
+             f"{c['writes_sentry']}/{c['writes_tracker']}", str(c["failures"]), str(c["conflicts"]),
+             _result(c["ok"])] for c in data["cycles"]]
+    columns = ("Started", "Took", "Links", "Writes S/T", "Failed", "Conflicts", "Result")
+    if ctx.is_terminal:
+        from bridge import render
+
+        if rows:
+            render.print_table(ctx, f"Last {len(rows)} cycles", columns, rows)
+        if data["conflicts"]:
+            render.print_table(ctx, "Open conflicts (settle with `conflicts resolve ID --take sentry|tracker`)",
+                               ("ID", "Sentry", "Tracker", "Field", "Sentry value", "Tracker value", "Detected"),
+                               [[c[k] for k in c] for c in data["conflicts"]])
+        if data["failures"]:
+            render.print_table(ctx, "Failing links (retried with backoff)",
+                               ("Sentry", "Tracker", "Attempts", "Next try", "Error"),
+                               [[f["sentry_id"], f["tracker_key"], f["attempts"], f["next_try"], f["error"]]
+                                for f in data["failures"]])
+        return EXIT_OK
+    if rows:
+        ctx.print("cycles (newest first):")
+        for row in rows:
+            started, took, links, writes, failed, conflicts, result = row
+            ctx.print(f"  {started}  took {took:>7}  links {links:>5}  writes {writes:>7}  failed {failed}  "
+                      f"conflicts {conflicts}  {result}")
     for c in data["conflicts"]:
         ctx.print(f"conflict #{c['id']} {c['sentry_id']} <-> {c['tracker_key']} {c['field']}: "
                   f"sentry={c['sentry_value']} tracker={c['tracker_value']}")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from bridge import render
 from bridge.cli import EXIT_FAILED, EXIT_OK, Context, report_remote_error
 from bridge.engine import CycleReport, describe_action
 
@@ -23,6 +24,8 @@ def register(subparsers: Any) -> None:
 def run(ctx: Context) -> int:
     settings = ctx.settings()
     with ctx.engine(settings) as engine:
+        if ctx.is_terminal and not ctx.args.json:
+            engine.progress = lambda label, total: render.progress(ctx, total, label)
         report = engine.run_cycle(dry_run=ctx.args.dry_run, backfill=ctx.args.backfill, force=ctx.args.force)
     if ctx.args.json:
         ctx.print_json(report.to_json())
@@ -41,6 +44,12 @@ def exit_code(report: CycleReport) -> int:
 
 
 def print_report(ctx: Context, report: CycleReport) -> None:
+    if ctx.is_terminal:
+        # A person is watching: tables grouped by action, then a summary (bridge.render).
+        from bridge import render
+
+        render.print_report(ctx, report)
+        return
     summary = report.summary()
     for outcome in report.outcomes:
         if not outcome.actions and not outcome.error:

@@ -1,0 +1,56 @@
+"""`explain SENTRY_ID|TRACKER_KEY`: why this pair looks the way it does, and what the next cycle
+would do.  Read-only: no lock, the state file opened read-only, only reads sent to the servers."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bridge.cli import EXIT_FAILED, EXIT_OK, Context
+from bridge.connect import open_clients
+from bridge.explain import NotLinkedError, explain_link, explanation_lines
+from bridge.store import Store
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "explain", help="why this pair looks the way it does, and what the next cycle would do")
+    parser.add_argument("ref", metavar="SENTRY_ID|TRACKER_KEY")
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(ctx: Context) -> int:
+    settings = ctx.settings()
+    try:
+        store = Store.open_read_only(settings.state.path)
+    except FileNotFoundError:
+        ctx.print(f"no state file at {settings.state.path}: nothing is linked yet")
+        return EXIT_FAILED
+    sentry, tracker = open_clients(settings, policy=ctx.retry_policy)
+    try:
+        explanation = explain_link(settings, store, sentry, tracker, ctx.args.ref)
+    except NotLinkedError:
+        ctx.print(f"not linked: {ctx.args.ref} (see `status`; links come from `link`, `relink` or creation)")
+        return EXIT_FAILED
+    finally:
+        sentry.close()
+        tracker.close()
+        store.close()
+    if ctx.args.json:
+        ctx.print_json(explanation.to_json())
+    elif ctx.is_terminal:
+        from bridge import render
+
+        render.print_lines(ctx, [_styled(line) for line in explanation_lines(explanation)])
+    else:
+        for line in explanation_lines(explanation):
+            ctx.print(line)
+    return EXIT_FAILED if explanation.errors else EXIT_OK
+
+
+def _styled(line: str) -> str:
+    """Headings (lines that do not start with a blank) in bold, everything else as is."""
+    from rich.markup import escape
+
+    return f"[bold]{escape(line)}[/bold]" if line and not line.startswith(" ") else escape(line)

@@ -1,0 +1,479 @@
+"""`explain SENTRY_ID|TRACKER_KEY`: why a linked pair looks the way it does, and what the next
+cycle would do with it.
+
+It reads both issues now, the baseline pair of each field, the followers the bridge owns, and asks
+the same pure planner the engine uses (`plan_link`) what to do.  Each field then gets a decision
+and the reason: the action's own `reason` when there is one, else why nothing happens (in step,
+unchanged since the baseline, direction off, bookmarks unknown).  The mapping rows and user
+matches involved, the link's open conflicts, its failure record and recent journal entries come
+with it.
+
+Read-only by construction: the state file is opened read-only (SQLite refuses writes), no lock is
+taken (it may run beside the service), and only GET requests and searches go to the servers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bridge.clients.sentry import SentryClient
+from bridge.clients.tracker import TrackerClient
+from bridge.config import Settings
+from bridge.engine import SEARCH_WINDOW, WINDOW_MARGIN, describe_action, policy_from
+from bridge.errors import RemoteError
+from bridge.mapping import (
+    UserMap,
+    assignee_in_step,
+    base_state,
+    build_user_map,
+    sentry_assignee,
+    sentry_state,
+    status_in_step,
+    tracker_assignee,
+    tracker_followers,
+    tracker_status,
+)
+from bridge.plan import (
+    FIELDS,
+    WRITES,
+    Action,
+    Adopt,
+    Field,
+    Pair,
+    Policy,
+    RecordConflict,
+    ReportUnmapped,
+    Snapshot,
+    Value,
+    is_write,
+    plan_link,
+)
+from bridge.store import Link, Store
+
+if TYPE_CHECKING:
+    from bridge.demo import Demo
+
+JOURNAL_SHOWN = 10
+
+
+def shown(value: Value) -> Any:
+    """A field value for people and JSON: sets as sorted lists, unassigned as None."""
+    return sorted(value) if isinstance(value, frozenset) else value
+
+
+def text(value: Value) -> str:
+    if isinstance(value, frozenset):
+        return "{" + ", ".join(sorted(value)) + "}" if value else "{}"
+    return "-" if value is None else str(value)
+
+
+# -- the pure part: one field's decision and why -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldDecision:
+    field: Field
+    direction: str
+    baseline: Pair | None
+    baseline_at: str | None
+    now: Pair
+    in_step: bool | None
+    rows: tuple[str, ...]
+    actions: tuple[dict[str, Any], ...]
+    decision: str
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        base = self.baseline
+        return {
+            "field": self.field,
+            "direction": self.direction,
+            "baseline": None if base is None else {"sentry": shown(base.sentry), "tracker": shown(base.tracker),
+                                                   "updated_at": self.baseline_at},
+            "now": {"sentry": shown(self.now.sentry), "tracker": shown(self.now.tracker)},
+            "in_step": self.in_step,
+            "sentry_changed": None if base is None else self.now.sentry != base.sentry,
+            "tracker_changed": None if base is None else self.now.tracker != base.tracker,
+            "rows": list(self.rows),
+            "decision": self.decision,
+            "why": self.why,
+            "actions": list(self.actions),
+        }
+
+
+def status_rows(pair: Pair, policy: Policy) -> list[str]:
+    """The mapping rows that apply to this pair of statuses, or the lack of them."""
+    table = policy.status_table
+    rows: list[str] = []
+    state = pair.sentry if isinstance(pair.sentry, str) else None
+    if state is not None:
+        key = state if state in table.to_tracker else base_state(state)
+        target = table.to_tracker.get(key)
+        rows.append(f"to_tracker[{key!r}] = {target.status}" + (f"/{target.resolution}" if target.resolution else "")
+                    if target else f"no to_tracker row for {state!r}")
+    status = pair.tracker if isinstance(pair.tracker, str) else None
+    if status is not None:
+        wanted = table.to_sentry.get(status)
+        rows.append(f"to_sentry[{status!r}] = {wanted}" if wanted else f"no to_sentry row for {status!r}")
+    return rows
+
+
+def assignee_rows(pair: Pair, users: UserMap, overrides: Mapping[str, str]) -> list[str]:
+    rows: list[str] = []
+    email = pair.sentry if isinstance(pair.sentry, str) else None
+    if email is not None:
+        login = users.login_for(email)
+        how = "[mapping.users]" if email.lower() in overrides else "same e-mail"
+        rows.append(f"{email} -> {login} ({how})" if login else f"{email} -> no Tracker user")
+    login_now = pair.tracker if isinstance(pair.tracker, str) else None
+    if login_now is not None:
+        person = users.person_for(login_now)
+        rows.append(f"{login_now} -> {person.email}" if person else f"{login_now} -> no Sentry member")
+    return rows
+
+
+def follower_rows(pair: Pair, owned: frozenset[str], users: UserMap) -> list[str]:
+    rows: list[str] = []
+    if isinstance(pair.sentry, frozenset):
+        rows += [f"bookmark {e} -> {users.login_for(e) or 'no Tracker user'}" for e in sorted(pair.sentry)]
+    rows.append(f"followers the bridge added (and may remove): {text(owned)}")
+    return rows
+
+
+def decide_field(
+    name: Field,
+    baseline: Pair | None,
+    now: Pair,
+    actions: list[Action],
+    policy: Policy,
+    users: UserMap,
+    *,
+    bookmarks_why: str = "",
+) -> tuple[str, str, bool | None]:
+    """(decision, why, in step) for one field, given what the planner returned for it."""
+    in_step: bool | None = None
+    if name == "status" and isinstance(now.sentry, str) and isinstance(now.tracker, str):
+        in_step = status_in_step(now.sentry, now.tracker, policy.status_table)
+    elif name == "assignee":
+        sentry_now = now.sentry if isinstance(now.sentry, str) else None
+        tracker_now = now.tracker if isinstance(now.tracker, str) else None
+        in_step = assignee_in_step(sentry_now, tracker_now, users)
+    if actions:
+        kinds = {type(a) for a in actions}
+        writes = [describe_action(a) for a in actions if is_write(a)]
+        if writes:
+            sides = sorted({str(d.get("side")) for d in writes})
+            decision = "write " + " and ".join(sides)
+        elif RecordConflict in kinds:
+            decision = "conflict: recorded, nothing written"
+        elif ReportUnmapped in kinds:
+            decision = "not synced: no counterpart"
+        elif Adopt in kinds:
+            decision = "adopt: baseline moves, no write"
+        else:
+            decision = "act"
+        return decision, "; ".join(a.reason for a in actions), in_step
+    direction = policy.directions.get(name, "off")
+    if name == "followers":
+        if not policy.allows("followers", "tracker"):
+            return "nothing", "sync.fields.followers = off: followers are never touched", None
+        if not isinstance(now.sentry, frozenset):
+            return "nothing", f"bookmarks unknown ({bookmarks_why or 'not learned'}): unknown is not 'nobody'", None
+        return ("nothing", "no bookmark came or went since the baseline; followers people added or removed by "
+                "hand are left alone", None)
+    if direction == "off":
+        return "nothing", f"sync.fields.{name} = off: never touched", in_step
+    if baseline is not None and now == baseline:
+        if in_step is False:
+            return ("nothing", "unchanged on both sides since the baseline, but not in step: waits for a change "
+                    "on either side (or `conflicts resolve`)", in_step)
+        return "nothing", "in step, and unchanged on both sides since the baseline", in_step
+    return "nothing", "nothing to do", in_step
+
+
+# -- the shell: reading both sides -------------------------------------------------------------
+
+
+@dataclass
+class Explanation:
+    link: Link
+    sentry: dict[str, Any]
+    tracker: dict[str, Any]
+    policy: dict[str, Any]
+    fields: list[FieldDecision] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    baselines: dict[str, Any] = field(default_factory=dict)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    failure: dict[str, Any] | None = None
+    journal: list[dict[str, Any]] = field(default_factory=list)
+    held_back: bool = False  # quarantined for flapping: cycles skip it until `conflicts resolve`
+
+    @property
+    def planned_writes(self) -> int:
+        return sum(1 for f in self.fields for a in f.actions if a["action"] in _WRITE_KINDS)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "link": {"sentry_id": self.link.sentry_id, "tracker_key": self.link.tracker_key,
+                     "origin": self.link.origin, "created_at": self.link.created_at},
+            "sentry": self.sentry,
+            "tracker": self.tracker,
+            "policy": self.policy,
+            "errors": self.errors,
+            "baselines": self.baselines,
+            "fields": [f.to_json() for f in self.fields],
+            "planned_writes": 0 if self.held_back else self.planned_writes,
+            "held_back": self.held_back,
+            "conflicts": self.conflicts,
+            "failure": self.failure,
+            "journal": self.journal,
+        }
+
+
+_WRITE_KINDS = frozenset(kind.__name__ for kind in WRITES)
+
+
+class NotLinkedError(LookupError):
+    """The reference names no link in the state file."""
+
+
+def _search_value(value: str) -> str:
+    if re.fullmatch(r"[^\s\"\[\]()]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _last_seen(issue: Mapping[str, Any]) -> datetime | None:
+    raw = issue.get("lastSeen")
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def bookmarks_of(
+    sentry: SentryClient, issue: Mapping[str, Any], users: UserMap, now: datetime
+) -> tuple[frozenset[str] | None, str]:
+    """(e-mails of mapped people who bookmarked this issue, or None with the reason it is
+    unknown).  One `bookmarks:<email> issue.id:<id>` search per mapped person: the same search
+    the engine runs, narrowed to this issue."""
+    last = _last_seen(issue)
+    if last is not None and last < now - SEARCH_WINDOW + WINDOW_MARGIN:
+        return None, "the issue is outside Sentry's 90-day search window"
+    found: set[str] = set()
+    issue_id = str(issue["id"])
+    for person in users.mapped_people():
+        query = f"bookmarks:{_search_value(person.email)} issue.id:{issue_id}"
+        try:
+            if any(str(i.get("id")) == issue_id for i in sentry.iter_issues(query, per_page=1)):
+                found.add(person.email)
+        except RemoteError as exc:
+            return None, f"a bookmarks search failed: {exc.describe()}"
+    return frozenset(found), ""
+
+
+def sentry_summary(issue: Mapping[str, Any], marks: frozenset[str] | None, why: str) -> dict[str, Any]:
+    return {
+        "id": str(issue.get("id")),
+        "short_id": issue.get("shortId"),
+        "title": issue.get("title"),
+        "state": sentry_state(issue),
+        "assignee": sentry_assignee(issue),
+        "bookmarks": shown(marks) if marks is not None else None,
+        "bookmarks_unknown": why or None,
+        "last_seen": issue.get("lastSeen"),
+        "permalink": issue.get("permalink"),
+    }
+
+
+def tracker_summary(issue: Mapping[str, Any], users: UserMap) -> dict[str, Any]:
+    return {
+        "key": issue.get("key"),
+        "summary": issue.get("summary"),
+        "status": tracker_status(issue),
+        "resolution": (issue.get("resolution") or {}).get("key"),
+        "assignee": tracker_assignee(issue, users),
+        "followers": sorted(tracker_followers(issue, users)),
+        "version": issue.get("version"),
+        "updated_at": issue.get("updatedAt"),
+    }
+
+
+def explain_link(
+    settings: Settings,
+    store: Store,
+    sentry: SentryClient,
+    tracker: TrackerClient,
+    ref: str,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Explanation:
+    """Everything about one link.  Raises NotLinkedError for an unknown reference and lets
+    AuthError / UnreachableError through (nothing can be explained without the servers)."""
+    link = store.find_link(ref) or (store.find_link(ref.upper()) if not ref.isdigit() else None)
+    if link is None:
+        raise NotLinkedError(ref)
+    policy = policy_from(settings)
+    result = Explanation(
+        link=link,
+        sentry={},
+        tracker={},
+        policy={"directions": dict(policy.directions), "conflict": policy.conflict,
+                "link_source": policy.link_source},
+    )
+    stored = store.link_baselines(link.sentry_id)
+    result.baselines = {name: {"sentry": shown(pair.sentry), "tracker": shown(pair.tracker), "updated_at": at}
+                        for name, (pair, at) in stored.items()}
+    result.conflicts = store.conflicts_of(link.sentry_id, include_resolved=True)[:5]
+    result.failure = store.failure_of(link.sentry_id)
+    result.held_back = link.sentry_id in store.quarantined()
+    result.journal = store.journal(link.sentry_id, limit=JOURNAL_SHOWN)
+    owned = store.owned_followers_of(link.sentry_id)
+
+    users = build_user_map(sentry.list_members(), tracker.list_users(), settings.mapping.users)
+    s_issue: dict[str, Any] | None = None
+    t_issue: dict[str, Any] | None = None
+    try:
+        s_issue = sentry.get_issue(link.sentry_id)
+    except RemoteError as exc:
+        result.errors.append(exc.describe())
+    try:
+        t_issue = tracker.get_issue(link.tracker_key)
+    except RemoteError as exc:
+        result.errors.append(exc.describe())
+    if s_issue is None or t_issue is None:
+        return result
+    marks: frozenset[str] | None = None
+    why = "sync.fields.followers = off"
+    if policy.allows("followers", "tracker"):
+        marks, why = bookmarks_of(sentry, s_issue, users, clock())
+    result.sentry = sentry_summary(s_issue, marks, why)
+    result.tracker = tracker_summary(t_issue, users)
+    now = Snapshot(
+        status=Pair(sentry_state(s_issue), tracker_status(t_issue)),
+        assignee=Pair(sentry_assignee(s_issue), tracker_assignee(t_issue, users)),
+        followers=Pair(marks, tracker_followers(t_issue, users)),
+    )
+    baseline = {name: pair for name, (pair, _) in stored.items()}
+    actions = plan_link(baseline, now, owned, users, policy)
+    for name in FIELDS:
+        mine = [a for a in actions if a.field == name]
+        pair = now.get(name)
+        if name == "status":
+            rows = status_rows(pair, policy)
+        elif name == "assignee":
+            rows = assignee_rows(pair, users, settings.mapping.users)
+        else:
+            rows = follower_rows(pair, owned, users)
+        decision, reason, in_step = decide_field(name, baseline.get(name), pair, mine, policy, users,
+                                                 bookmarks_why=why)
+        result.fields.append(FieldDecision(
+            field=name,
+            direction=policy.directions.get(name, "off"),
+            baseline=baseline.get(name),
+            baseline_at=stored[name][1] if name in stored else None,
+            now=pair,
+            in_step=in_step,
+            rows=tuple(rows),
+            actions=tuple(describe_action(a) for a in mine),
+            decision=decision,
+            why=reason,
+        ))
+    return result
+
+
+# -- text --------------------------------------------------------------------------------------
+
+
+def explanation_lines(x: Explanation) -> list[str]:
+    """The plain-text explanation (also what a terminal shows, with headings in bold)."""
+    link = x.link
+    d = x.policy["directions"]
+    lines = [
+        f"link {link.sentry_id} <-> {link.tracker_key} ({link.origin}, since {link.created_at})",
+        f"policy: status {d.get('status')}, assignee {d.get('assignee')}, followers {d.get('followers')}; "
+        f"both changed -> sync.conflict = {x.policy['conflict']}; new links: {x.policy['link_source']} is the source",
+    ]
+    for error in x.errors:
+        lines.append(f"cannot read: {error}")
+    if x.sentry:
+        s = x.sentry
+        marks = "unknown (" + str(s["bookmarks_unknown"]) + ")" if s["bookmarks"] is None else \
+            (", ".join(s["bookmarks"]) or "-")
+        lines += ["", f"sentry  {s['id']}  {s.get('short_id') or ''}  {s.get('title') or ''}".rstrip(),
+                  f"  state {s['state']}   assignee {s['assignee'] or '-'}   bookmarks {marks}"]
+    if x.tracker:
+        t = x.tracker
+        state = t["status"] + (f"/{t['resolution']}" if t.get("resolution") else "")
+        lines += [f"tracker {t['key']}  {t.get('summary') or ''}".rstrip(),
+                  f"  status {state}   assignee {t['assignee'] or '-'}   followers "
+                  f"{', '.join(t['followers']) or '-'}   version {t['version']}"]
+    for f in x.fields:
+        lines.append("")
+        lines.append(f"{f.field} [{f.direction}]")
+        if f.baseline is None:
+            lines.append("  baseline  none yet" + (" (no bookmark seen)" if f.field == "followers" else " (new link)"))
+        else:
+            lines.append(f"  baseline  sentry={text(f.baseline.sentry)}  tracker={text(f.baseline.tracker)}"
+                         f"   ({f.baseline_at})")
+        moved = []
+        if f.baseline is not None:
+            moved = [side for side, a, b in (("sentry", f.now.sentry, f.baseline.sentry),
+                                             ("tracker", f.now.tracker, f.baseline.tracker)) if a != b]
+        step = "" if f.in_step is None else ("   in step" if f.in_step else "   not in step")
+        change = f"   changed: {', '.join(moved)}" if moved else ""
+        lines.append(f"  now       sentry={text(f.now.sentry)}  tracker={text(f.now.tracker)}{step}{change}")
+        for row in f.rows:
+            lines.append(f"  mapping   {row}")
+        lines.append(f"  decision  {f.decision}: {f.why}")
+        for a in f.actions:
+            value = a.get("value")
+            target = f" {a['side']} = {value}" if "side" in a else ""
+            lines.append(f"    -> {a['action']}{target}")
+    if x.held_back:
+        lines += ["", "next cycle: skips this link: it is held back for flapping until an operator runs "
+                      "`conflicts resolve` (the plan above is what would happen then)"]
+    elif x.fields:
+        lines += ["", f"next cycle: {x.planned_writes} write(s) for this link"]
+    lines.append("")
+    open_conflicts = [c for c in x.conflicts if not c.get("resolved_at")]
+    lines.append(f"conflicts: {len(open_conflicts)} open" if x.conflicts else "conflicts: none")
+    for c in x.conflicts:
+        state = f"resolved {c['resolved_at']} ({c['resolution']})" if c.get("resolved_at") else "OPEN"
+        lines.append(f"  #{c['id']} {c['field']}: sentry={_plain(c['sentry_value'])} "
+                     f"tracker={_plain(c['tracker_value'])}  detected {c['detected_at']}  {state}")
+    if x.failure:
+        f2 = x.failure
+        lines.append(f"failure: {f2['attempts']} attempt(s), next try {f2['next_try']}: {f2['error']}")
+    else:
+        lines.append("failure: none")
+    lines.append("journal (newest first):" if x.journal else "journal: empty")
+    for j in x.journal:
+        lines.append(f"  {j['at']}  {j['field']:<9} {j['side']:<7} {j['action']} {j['value'] or ''} -> "
+                     f"{j['outcome']}" + (f"  ({j['detail']})" if j.get("detail") else ""))
+    return lines
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return "{" + ", ".join(str(v) for v in value) + "}"
+    return "-" if value is None else str(value)
+
+
+# -- the demo's last word ----------------------------------------------------------------------
+
+
+def demo_epilogue(demo: Demo, sentry_id: str) -> None:
+    """The demo ends with the two commands an operator reaches for first: `doctor`, then
+    `explain` on a link with something to say (an unmapped assignee)."""
+    demo.say("\n== 7. Doctor: is this configuration sound?")
+    demo.cli("doctor")
+    demo.say(f"\n== 8. Explain: why does {sentry_id} look the way it does?")
+    demo.cli("explain", sentry_id)
