@@ -147,6 +147,11 @@ class Demo:
             self.say("\n== 6. Status")
             self.cli("status")
             self.say("\n(unmapped users are reported, never guessed: dan stays unassigned in Tracker)")
+
+            self.say("\n== 7. Doctor: is this configuration sound?")
+            self.cli("doctor")
+            self.say(f"\n== 8. Explain: why does {s3} look the way it does?")
+            self.cli("explain", s3)
         return 0
 
     def _new_error(self) -> str:

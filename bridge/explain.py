@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
@@ -53,9 +53,6 @@ from bridge.plan import (
     plan_link,
 )
 from bridge.store import Link, Store
-
-if TYPE_CHECKING:
-    from bridge.demo import Demo
 
 JOURNAL_SHOWN = 10
 
@@ -468,12 +465,3 @@ def _plain(value: Any) -> str:
 
 
 # -- the demo's last word ----------------------------------------------------------------------
-
-
-def demo_epilogue(demo: Demo, sentry_id: str) -> None:
-    """The demo ends with the two commands an operator reaches for first: `doctor`, then
-    `explain` on a link with something to say (an unmapped assignee)."""
-    demo.say("\n== 7. Doctor: is this configuration sound?")
-    demo.cli("doctor")
-    demo.say(f"\n== 8. Explain: why does {sentry_id} look the way it does?")
-    demo.cli("explain", sentry_id)
