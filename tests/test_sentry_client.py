@@ -346,8 +346,18 @@ def test_real_rate_limit_waits_until_reset(emu: SentryEmulator) -> None:
     sentry = SentryClient(http, "acme")
     sentry.get_issue(issue_id)
     sentry.get_issue(issue_id)
-    assert [r.status for r in emu.requests("GET")] == [200, 429, 200]
+    # The first answer said the budget was spent: the client waited for the window instead of
+    # drawing a 429.
+    assert [r.status for r in emu.requests("GET")] == [200, 200]
     assert len(clock.slept) == 1 and 4 < clock.slept[0] < 7
+    # A fresh client (knowing no budget) meets the spent window: the 429 is waited out by its
+    # reset header, and from then on the pacer keeps it away.
+    fresh = SentryClient(ApiHttp("sentry", BASE, {"Authorization": "Bearer sentry-token"}, policy=policy,
+                                 transport=mock_transport(emu), sleep=clock.sleep), "acme")
+    emu.clear_log()
+    fresh.get_issue(issue_id)
+    fresh.get_issue(issue_id)
+    assert [r.status for r in emu.requests("GET")] == [429, 200, 200]
 
 
 def test_5xx_is_retried(client: SentryClient, emu: SentryEmulator) -> None:
@@ -435,3 +445,20 @@ def test_loopback_roundtrip_smoke(served: SentryClient, emu: SentryEmulator, clo
     started = time.monotonic()
     served.get_issues(ids)
     assert time.monotonic() - started < 5
+
+
+def test_pacer_spends_the_advertised_budget_then_waits_for_the_window() -> None:
+    from bridge.clients.http import Pacer
+
+    now = [1000.2]
+    pacer = Pacer(clock=lambda: now[0])
+    label = "PUT /api/0/organizations/acme/issues/{id}/"
+    assert pacer.delay(label) == 0.0  # nothing known yet
+    pacer.observe(label, {"x-sentry-rate-limit-remaining": "2", "x-sentry-rate-limit-reset": "1001"})
+    assert [pacer.delay(label) for _ in range(2)] == [0.0, 0.0]
+    assert pacer.delay(label) == pytest.approx(0.81)  # budget spent: wait for the next window
+    assert pacer.delay(label) == pytest.approx(0.81)  # and so does everyone else
+    now[0] = 1001.0
+    assert pacer.delay(label) == 0.0
+    pacer.observe("other", {"x-sentry-rate-limit-remaining": "0"})  # no reset: not paced
+    assert pacer.delay("other") == 0.0

@@ -115,6 +115,57 @@ class RequestStats:
             self.retries = 0
 
 
+@dataclass
+class _Window:
+    remaining: int
+    reset: float
+
+
+class Pacer:
+    """Spends the budget a server advertises per endpoint (`X-Sentry-Rate-Limit-Remaining` and
+    `-Reset`, epoch seconds): when this window's budget is gone, the next request waits for the
+    window to end instead of drawing a 429.  Servers that send no such headers are not paced."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, _Window] = {}
+        self.waited_seconds = 0.0
+
+    def delay(self, label: str) -> float:
+        """Seconds to wait before sending on `label` (and take one request from the budget)."""
+        with self._lock:
+            window = self._windows.get(label)
+            now = self._clock()
+            if window is None:
+                return 0.0
+            if now >= window.reset:
+                del self._windows[label]  # a new window: its budget is learned from the next answer
+                return 0.0
+            if window.remaining > 0:
+                window.remaining -= 1
+                return 0.0
+            # Out of budget: every caller waits for the window to turn (the window stays, empty).
+            wait = window.reset - now + 0.01
+            self.waited_seconds += wait
+            return wait
+
+    def observe(self, label: str, headers: Mapping[str, str]) -> None:
+        remaining, reset = headers.get("x-sentry-rate-limit-remaining"), headers.get("x-sentry-rate-limit-reset")
+        if remaining is None or reset is None:
+            return
+        try:
+            left, until = int(remaining), float(reset)
+        except ValueError:
+            return
+        with self._lock:
+            window = self._windows.get(label)
+            if window is None or until > window.reset:
+                self._windows[label] = _Window(left, until)
+            else:
+                window.remaining = min(window.remaining, left)
+
+
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait from `Retry-After` (delta or HTTP date), else `X-Sentry-Rate-Limit-Reset`."""
     now = time.time() if now is None else now
@@ -167,6 +218,7 @@ class ApiHttp:
         self.service = service
         self.policy = policy or RetryPolicy()
         self.stats = RequestStats()
+        self.pacer = Pacer()
         self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -242,6 +294,9 @@ class ApiHttp:
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         common: dict[str, Any] = {"service": self.service, "endpoint": endpoint}
+        wait = self.pacer.delay(label)
+        if wait > 0 and self.policy.waits:
+            self._sleep(wait)
         try:
             response = self._client.request(
                 method, url, params=params, json=json_body, headers=dict(headers) if headers else None
@@ -256,6 +311,7 @@ class ApiHttp:
             self.stats.record(method, "transport-error", label)
             raise TransientError(f"connection failed: {type(exc).__name__}", **common) from None
         self.stats.record(method, response.status_code, label)
+        self.pacer.observe(label, response.headers)
         status = response.status_code
         if status < 400:
             return response
