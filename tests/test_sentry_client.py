@@ -342,6 +342,7 @@ def test_real_rate_limit_waits_until_reset(emu: SentryEmulator) -> None:
         policy=policy,
         transport=mock_transport(emu),
         sleep=clock.sleep,
+        clock=lambda: clock().timestamp(),
     )
     sentry = SentryClient(http, "acme")
     sentry.get_issue(issue_id)
@@ -349,11 +350,12 @@ def test_real_rate_limit_waits_until_reset(emu: SentryEmulator) -> None:
     # The first answer said the budget was spent: the client waited for the window instead of
     # drawing a 429.
     assert [r.status for r in emu.requests("GET")] == [200, 200]
-    assert len(clock.slept) == 1 and 4 < clock.slept[0] < 7
+    assert len(clock.slept) == 1 and 0 < clock.slept[0] <= 1.02  # to the next 1-second window
     # A fresh client (knowing no budget) meets the spent window: the 429 is waited out by its
     # reset header, and from then on the pacer keeps it away.
     fresh = SentryClient(ApiHttp("sentry", BASE, {"Authorization": "Bearer sentry-token"}, policy=policy,
-                                 transport=mock_transport(emu), sleep=clock.sleep), "acme")
+                                 transport=mock_transport(emu), sleep=clock.sleep,
+                                 clock=lambda: clock().timestamp()), "acme")
     emu.clear_log()
     fresh.get_issue(issue_id)
     fresh.get_issue(issue_id)
@@ -453,12 +455,16 @@ def test_pacer_spends_the_advertised_budget_then_waits_for_the_window() -> None:
     now = [1000.2]
     pacer = Pacer(clock=lambda: now[0])
     label = "PUT /api/0/organizations/acme/issues/{id}/"
+    headers = {"x-sentry-rate-limit-limit": "5", "x-sentry-rate-limit-remaining": "3",
+               "x-sentry-rate-limit-reset": "1001"}
     assert pacer.delay(label) == 0.0  # nothing known yet
-    pacer.observe(label, {"x-sentry-rate-limit-remaining": "2", "x-sentry-rate-limit-reset": "1001"})
+    assert pacer.delay(label) == 0.0  # a second one goes out in parallel
+    pacer.done(label, headers)  # the server has counted 2; one of ours is still in flight
     assert [pacer.delay(label) for _ in range(2)] == [0.0, 0.0]
     assert pacer.delay(label) == pytest.approx(0.81)  # budget spent: wait for the next window
     assert pacer.delay(label) == pytest.approx(0.81)  # and so does everyone else
     now[0] = 1001.0
-    assert pacer.delay(label) == 0.0
-    pacer.observe("other", {"x-sentry-rate-limit-remaining": "0"})  # no reset: not paced
+    assert [pacer.delay(label) for _ in range(5)] == [0.0] * 5  # the new window: the advertised limit
+    assert pacer.delay(label) > 0
+    pacer.done("other", {"x-sentry-rate-limit-remaining": "0"})  # no reset: not paced
     assert pacer.delay("other") == 0.0

@@ -41,6 +41,8 @@ from bridge.errors import (
 )
 
 EXCERPT_CHARS = 200
+# At most this many pacing waits before a request is sent anyway.
+PACE_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -119,51 +121,68 @@ class RequestStats:
 class _Window:
     remaining: int
     reset: float
+    limit: int | None = None
+    confirmed: bool = True
 
 
 class Pacer:
-    """Spends the budget a server advertises per endpoint (`X-Sentry-Rate-Limit-Remaining` and
-    `-Reset`, epoch seconds): when this window's budget is gone, the next request waits for the
-    window to end instead of drawing a 429.  Servers that send no such headers are not paced."""
+    """Spends the budget a server advertises per endpoint (`X-Sentry-Rate-Limit-Limit`,
+    `-Remaining` and `-Reset`, epoch seconds): when this window's budget is gone, requests wait
+    for the window to turn instead of drawing a 429.  Requests still in flight count against the
+    budget (the server may not have counted them yet), so parallel workers do not overshoot.
+    Servers that send no such headers are not paced."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: dict[str, _Window] = {}
+        self._inflight: Counter[str] = Counter()
         self.waited_seconds = 0.0
 
-    def delay(self, label: str) -> float:
-        """Seconds to wait before sending on `label` (and take one request from the budget)."""
+    def delay(self, label: str, *, force: bool = False) -> float:
+        """0: send now (counted as in flight until `done`).  Else: seconds to wait, then ask
+        again.  `force` sends now whatever the budget says."""
         with self._lock:
             window = self._windows.get(label)
             now = self._clock()
-            if window is None:
+            if window is not None and now >= window.reset:
+                if window.limit:
+                    # A new window: the advertised limit, until an answer tells the real budget.
+                    window = self._windows[label] = _Window(window.limit, now + 1.0, window.limit, False)
+                else:
+                    del self._windows[label]
+                    window = None
+            if window is None or window.remaining > 0 or force:
+                if window is not None and window.remaining > 0:
+                    window.remaining -= 1
+                self._inflight[label] += 1
                 return 0.0
-            if now >= window.reset:
-                del self._windows[label]  # a new window: its budget is learned from the next answer
-                return 0.0
-            if window.remaining > 0:
-                window.remaining -= 1
-                return 0.0
-            # Out of budget: every caller waits for the window to turn (the window stays, empty).
-            wait = window.reset - now + 0.01
+            wait = max(0.01, window.reset - now + 0.01)
             self.waited_seconds += wait
             return wait
 
-    def observe(self, label: str, headers: Mapping[str, str]) -> None:
-        remaining, reset = headers.get("x-sentry-rate-limit-remaining"), headers.get("x-sentry-rate-limit-reset")
-        if remaining is None or reset is None:
-            return
-        try:
-            left, until = int(remaining), float(reset)
-        except ValueError:
-            return
+    def done(self, label: str, headers: Mapping[str, str] | None) -> None:
+        """A request on `label` finished; learn the budget from its answer's headers, if any."""
         with self._lock:
+            if self._inflight[label] > 0:
+                self._inflight[label] -= 1
+            if headers is None:
+                return
+            remaining = headers.get("x-sentry-rate-limit-remaining")
+            reset = headers.get("x-sentry-rate-limit-reset")
+            if remaining is None or reset is None:
+                return
+            try:
+                left, until = int(remaining), float(reset)
+                limit = int(headers.get("x-sentry-rate-limit-limit") or 0) or None
+            except ValueError:
+                return
+            budget = max(0, left - self._inflight[label])
             window = self._windows.get(label)
-            if window is None or until > window.reset:
-                self._windows[label] = _Window(left, until)
+            if window is None or not window.confirmed or until > window.reset:
+                self._windows[label] = _Window(budget, until, limit or (window.limit if window else None))
             else:
-                window.remaining = min(window.remaining, left)
+                window.remaining = min(window.remaining, budget)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -214,11 +233,12 @@ class ApiHttp:
         timeout: float = 30.0,
         verify: bool = True,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
         self.policy = policy or RetryPolicy()
         self.stats = RequestStats()
-        self.pacer = Pacer()
+        self.pacer = Pacer(clock)
         self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -294,11 +314,16 @@ class ApiHttp:
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         common: dict[str, Any] = {"service": self.service, "endpoint": endpoint}
-        wait = self.pacer.delay(label)
-        if wait > 0 and self.policy.waits:
+        for round_ in range(PACE_ROUNDS):
+            # The last round sends whatever the budget says: pacing must never stall a request
+            # (a server whose clock disagrees with ours still gets it, and its 429 is retried).
+            wait = self.pacer.delay(label, force=round_ == PACE_ROUNDS - 1 or not self.policy.waits)
+            if wait <= 0:
+                break
             self._sleep(wait)
+        answer: httpx.Response | None = None
         try:
-            response = self._client.request(
+            answer = self._client.request(
                 method, url, params=params, json=json_body, headers=dict(headers) if headers else None
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -310,8 +335,10 @@ class ApiHttp:
         except httpx.TransportError as exc:
             self.stats.record(method, "transport-error", label)
             raise TransientError(f"connection failed: {type(exc).__name__}", **common) from None
+        finally:
+            self.pacer.done(label, answer.headers if answer is not None else None)
+        response = answer
         self.stats.record(method, response.status_code, label)
-        self.pacer.observe(label, response.headers)
         status = response.status_code
         if status < 400:
             return response
