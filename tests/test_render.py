@@ -79,7 +79,7 @@ def test_off_a_terminal_the_output_stays_plain_and_json_stays_json(bridge_env: B
     three_links(env)
     plain = env.expect(0, "sync", "--dry-run").out
     assert BOX not in plain and "\x1b[" not in plain
-    assert "planned: 3 links, 1 writes planned" in plain
+    assert "planned: links 3; writes planned 1;" in plain
     code, out = on_terminal(env, "sync", "--dry-run", "--json")
     assert code == 0 and json.loads(out)["planned_writes"] == 1
 

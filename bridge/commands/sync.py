@@ -46,11 +46,8 @@ def exit_code(report: CycleReport) -> int:
 def print_report(ctx: Context, report: CycleReport) -> None:
     if ctx.is_terminal:
         # A person is watching: tables grouped by action, then a summary (bridge.render).
-        from bridge import render
-
         render.print_report(ctx, report)
         return
-    summary = report.summary()
     for outcome in report.outcomes:
         if not outcome.actions and not outcome.error:
             continue
@@ -63,9 +60,5 @@ def print_report(ctx: Context, report: CycleReport) -> None:
         if outcome.error:
             ctx.print(f"  FAILED: {outcome.error}")
     verb = "planned" if report.dry_run else "done"
-    ctx.print(
-        f"{verb}: {summary['links']} links, {summary['planned_writes']} writes planned, "
-        f"writes sentry={summary['writes_sentry']} tracker={summary['writes_tracker']}, "
-        f"{summary['failures']} failed, {summary['conflicts']} conflicts, {summary['unmapped']} unmapped, "
-        f"requests sentry={summary['requests'].get('sentry', 0)} tracker={summary['requests'].get('tracker', 0)}"
-    )
+    # One line, the same items the terminal summary shows (created, deferred, refused... when set).
+    ctx.print(f"{verb}: " + "; ".join(f"{label} {value}" for label, value in render.summary_items(report)))
