@@ -62,7 +62,7 @@ from bridge.plan import (
     is_write,
     plan_link,
 )
-from bridge.store import JournalEntry, Link, LinkCommit, Store
+from bridge.store import JournalEntry, Link, LinkCommit, Store, slim_tracker
 from bridge.workflow import WorkflowCache, next_transition, parse_transitions
 
 log = logging.getLogger("bridge.engine")
@@ -444,7 +444,15 @@ class Engine:
             for chunk, batch in self._read_batches(active, updates, full=full, remember=not dry_run):
                 bar.advance(len(chunk))
                 tally.add(len(chunk), batch)
-                works.extend(self._plan_batch(chunk, batch, users, bookmarks, missing))
+                for work in self._plan_batch(chunk, batch, users, bookmarks, missing):
+                    if any(is_write(a) for a in work.actions):
+                        works.append(work)
+                    elif dry_run:
+                        _describe_outcome(self._outcome(report, work.link), work.actions)
+                    else:
+                        # Adopt, conflict, unmapped: no remote write, nothing for the guard to
+                        # weigh; committed now so that memory does not grow with the links.
+                        self._finish(report, work, self._run_link(work, users))
         _refuse_empty_side("sentry", tally.wanted, tally.sentry_found, tally.sentry_failed)
         _refuse_empty_side("tracker", tally.wanted, tally.tracker_found, tally.tracker_failed)
         return works, missing
@@ -475,7 +483,7 @@ class Engine:
             own = owned.get(link.sentry_id, frozenset())
             actions = plan_link(base, self.snapshot(s_issue, t_issue, marks, users), own, users, self.policy)
             if actions:
-                works.append(_Work(link, s_issue, t_issue, marks, base, own, actions))
+                works.append(_Work(link, _slim_sentry(s_issue), slim_tracker(t_issue), marks, base, own, actions))
         return works
 
     def _read_batches(
@@ -553,10 +561,7 @@ class Engine:
     def _run_works(self, works: Sequence[_Work], report: CycleReport, users: UserMap) -> None:
         """Pass 2: links with writes run on a bounded pool (HTTP only); each result is
         committed here, on the main thread, in one transaction per link."""
-        quiet = [w for w in works if not any(is_write(a) for a in w.actions)]
         busy = [w for w in works if any(is_write(a) for a in w.actions)]
-        for work in quiet:  # adopt / conflict / unmapped: no HTTP at all
-            self._finish(report, work, self._run_link(work, users))
         if not busy:
             return
         with ThreadPoolExecutor(max_workers=self.settings.sync.concurrency, thread_name_prefix="write") as pool:
@@ -1200,3 +1205,18 @@ def _parse_tracker_time(value: Any) -> datetime | None:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
     except ValueError:
         return _parse_time(value)
+
+
+# What planning and writing need of a Sentry issue (pass 2 keeps only this for changed links).
+SENTRY_KEPT = ("id", "status", "substatus", "statusDetails", "assignedTo", "lastSeen", "firstSeen", "project")
+
+
+def _slim_sentry(issue: Mapping[str, Any]) -> dict[str, Any]:
+    slim = {key: issue[key] for key in SENTRY_KEPT if key in issue}
+    details = slim.get("statusDetails")
+    if isinstance(details, Mapping):
+        slim["statusDetails"] = {"inNextRelease": details["inNextRelease"]} if "inNextRelease" in details else {}
+    project = slim.get("project")
+    if isinstance(project, Mapping):
+        slim["project"] = {"slug": project.get("slug")}
+    return slim

@@ -338,7 +338,7 @@ class Store:
     def cache_tracker(self, issues: Iterable[Mapping[str, Any]], now: datetime | None = None) -> None:
         """Remember what was seen of these Tracker issues (only the fields a cycle needs)."""
         stamp = now_iso(now)
-        rows = [(str(issue["key"]), json.dumps(_slim(issue)), stamp) for issue in issues]
+        rows = [(str(issue["key"]), json.dumps(slim_tracker(issue)), stamp) for issue in issues]
         if rows:
             with self.db.atomic():
                 self.db.conn.executemany("INSERT OR REPLACE INTO tracker_cache VALUES (?, ?, ?)", rows)
@@ -644,7 +644,7 @@ def _shown(value: Value) -> Any:
     return sorted(value) if isinstance(value, frozenset) else value
 
 
-def _slim(issue: Mapping[str, Any]) -> dict[str, Any]:
+def slim_tracker(issue: Mapping[str, Any]) -> dict[str, Any]:
     """Only the keys and ids a cycle compares: references shrink to {key} or {id}."""
     slim: dict[str, Any] = {}
     for name in CACHED_TRACKER_FIELDS:
