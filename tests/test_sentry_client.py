@@ -468,3 +468,12 @@ def test_pacer_spends_the_advertised_budget_then_waits_for_the_window() -> None:
     assert pacer.delay(label) > 0
     pacer.done("other", {"x-sentry-rate-limit-remaining": "0"})  # no reset: not paced
     assert pacer.delay("other") == 0.0
+
+
+def test_endpoint_labels_fold_ids_but_not_the_api_version() -> None:
+    from bridge.clients.http import endpoint_label
+
+    assert endpoint_label("PUT", "/api/0/organizations/acme/issues/5000000001/") == (
+        "PUT /api/0/organizations/acme/issues/{id}/")
+    assert endpoint_label("POST", "/v3/issues/OPS-12/transitions/close/_execute") == (
+        "POST /v3/issues/{id}/transitions/close/_execute")

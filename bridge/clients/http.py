@@ -72,8 +72,13 @@ _ID_SEGMENT = re.compile(r"^(\d+|[A-Z][A-Z0-9_]*-\d+|[0-9a-f]{24}|[0-9a-f-]{32,3
 def endpoint_label(method: str, path: str) -> str:
     """`GET /api/0/organizations/acme/issues/123/` -> `GET /api/0/organizations/acme/issues/{id}/`:
     a bounded set of labels for metrics (ids and issue keys folded)."""
-    parts = ["{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/")]
-    return f"{method} {'/'.join(parts)}"
+    parts = path.split("/")
+    folded = [
+        # the segment after "api" is Sentry's API version (/api/0/), not an id
+        "{id}" if _ID_SEGMENT.match(part) and not (i and parts[i - 1] == "api") else part
+        for i, part in enumerate(parts)
+    ]
+    return f"{method} {'/'.join(folded)}"
 
 
 @dataclass
