@@ -132,6 +132,7 @@ class CycleReport:
     refused: str | None = None
     quarantined: list[str] = field(default_factory=list)
     full: bool = True
+    quiet: int = 0  # links whose baselines moved without any write or report
 
     @property
     def failures(self) -> list[LinkOutcome]:
@@ -737,9 +738,14 @@ class Engine:
 
     def _finish(self, report: CycleReport, work: _Work, result: _LinkResult, *, append: bool = True) -> None:
         """Main thread: commit one link's result in one transaction, remember what Tracker showed."""
-        if append:
-            report.outcomes.append(result.outcome)
         result.outcome.journal.extend(result.applied.journal)
+        outcome = result.outcome
+        if append and (result.error or outcome.writes_sentry or outcome.writes_tracker or outcome.journal):
+            # Links that only adopted baselines are counted, not kept: a first sync of 100,000
+            # links must not hold 100,000 outcomes.
+            report.outcomes.append(outcome)
+        elif append:
+            report.quiet += 1
         self._commit(work.link, result.applied, result.owned, result.now, report,
                      clear_failure=result.error is None)
         if result.tracker_seen is not None:

@@ -152,7 +152,7 @@ def decode(text: str | None) -> Value:
     return None if value is None else str(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
     sentry_id: str
     tracker_key: str
