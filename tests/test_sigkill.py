@@ -21,6 +21,10 @@ KILLS = 20
 SEED = int(os.environ.get("BRIDGE_KILL_SEED", "20261123"))
 
 
+def total_writes(env: BridgeEnv) -> int:
+    return len(env.sentry.writes()) + len(env.tracker.writes())
+
+
 def start(env: BridgeEnv) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bridge", "-q", "--config", str(env.path), "run"],
@@ -45,9 +49,10 @@ def test_sigkill_at_random_moments_then_converge(bridge_env: BridgeEnv) -> None:
     expected: dict[int, tuple[str, str]] = {}  # pair index -> (side a person changed, what to)
     new_issues: list[str] = []
     kills = busy_kills = 0
-    for _ in range(KILLS):
+    for round_ in range(KILLS):
+        writes_at_start = total_writes(env)
         process = start(env)
-        time.sleep(rng.uniform(0.3, 1.6))
+        time.sleep(rng.uniform(0.3, 1.2))
         # People keep working, each on links nobody touched before (so no two people collide).
         for _ in range(5):
             index = untouched.pop()
@@ -59,17 +64,21 @@ def test_sigkill_at_random_moments_then_converge(bridge_env: BridgeEnv) -> None:
                 env.tracker.set_status(key, "inProgress")
                 expected[index] = ("tracker", "inProgress")
         new_issues.append(env.sentry.add_issue(PROJECT, f"new during kill round {kills}"))
-        time.sleep(rng.uniform(0.0, 0.8))
-        before = len(env.sentry.writes()) + len(env.tracker.writes())
-        time.sleep(0.1)
-        busy_kills += len(env.sentry.writes()) + len(env.tracker.writes()) > before
+        if round_ % 2:
+            time.sleep(rng.uniform(0.0, 0.8))  # anywhere: reading, planning, idle, writing
+        else:
+            # Right after the daemon's k-th write of this round: in the middle of writing.
+            target = writes_at_start + rng.randint(1, 5)
+            deadline = time.monotonic() + 10
+            while total_writes(env) < target and time.monotonic() < deadline:
+                time.sleep(0.002)
+            busy_kills += total_writes(env) >= target
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
         kills += 1
     assert kills == KILLS
-    # Many kills landed while the daemon was writing (a write in the last 0.1 s before the kill).
-    print(f"\n{KILLS} kills, {busy_kills} of them in the middle of writes")
-    assert busy_kills >= KILLS // 4
+    print(f"\n{KILLS} kills, {busy_kills} of them right after a write")
+    assert busy_kills >= KILLS // 4  # the daemon did write between starts and kills
     env.sentry.latency_seconds = env.tracker.latency_seconds = 0.0
     first = env.sync_json()
     assert first["ok"], first
