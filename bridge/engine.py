@@ -37,6 +37,8 @@ from bridge.mapping import (
     UserMap,
     assignee_in_step,
     build_user_map,
+    outside_search_window,
+    parse_sentry_time,
     sentry_assignee,
     sentry_state,
     status_in_step,
@@ -69,9 +71,6 @@ log = logging.getLogger("bridge.engine")
 
 BATCH = 100
 MAX_TRANSITION_STEPS = 6
-# Sentry searches (and so `bookmarks:`) only see issues with events in the last 90 days.
-SEARCH_WINDOW = timedelta(days=90)
-WINDOW_MARGIN = timedelta(days=1)
 # Where the incremental Tracker poll resumes: the newest `updatedAt` seen (minus the overlap).
 TRACKER_CURSOR = "tracker.updated_at"
 # Where the create listing stops: the newest Sentry first-seen time already handled.
@@ -539,7 +538,7 @@ class Engine:
         (an update stamped exactly at the cursor, or a clock a little off, is still caught).
         Returns the linked ones by key (and old key, after a move) and the next cursor."""
         started = self.clock()
-        since = _parse_time(self.store.cursor(TRACKER_CURSOR)) or started
+        since = parse_sentry_time(self.store.cursor(TRACKER_CURSOR)) or started
         since -= timedelta(seconds=self.settings.sync.overlap_seconds)
         linked = {link.tracker_key for link in links}
         queues = sorted({key.rsplit("-", 1)[0] for key in linked} | {self.settings.tracker.queue})
@@ -663,9 +662,8 @@ class Engine:
     ) -> frozenset[str] | None:
         if bookmarks is None:
             return None
-        last_seen = _parse_time(issue.get("lastSeen"))
-        if last_seen is not None and last_seen < self.clock() - SEARCH_WINDOW + WINDOW_MARGIN:
-            return None  # outside the search window: the search cannot see it, so we do not know
+        if outside_search_window(issue, self.clock()):
+            return None  # the search cannot see it, so we do not know
         return bookmarks.get(sentry_id, frozenset())
 
     # -- one link ---------------------------------------------------------------------------
@@ -951,7 +949,7 @@ class Engine:
             # Creation was just switched on: only issues from now on, existing ones need --backfill.
             # "Now" is Sentry's newest first-seen time, not our clock (no skew to worry about).
             newest = next(iter(self.sentry.iter_issues(cfg.query, sort="new", per_page=1)), None)
-            mark = _parse_time(newest.get("firstSeen")) if newest else None
+            mark = parse_sentry_time(newest.get("firstSeen")) if newest else None
             if not dry_run:
                 self.store.set_cursor(CREATE_CURSOR, (mark or self.clock()).isoformat())
                 # Issue ids only grow: everything up to this one existed before creation was on.
@@ -959,9 +957,9 @@ class Engine:
             return list(candidates.values())
         floor = int(self.store.cursor(CREATE_FLOOR) or 0)
         projects = set(self.settings.sentry.projects)
-        since = _parse_time(watermark) if watermark and not backfill else None
+        since = parse_sentry_time(watermark) if watermark and not backfill else None
         for issue in self.sentry.iter_issues(cfg.query, sort="new"):
-            first_seen = _parse_time(issue.get("firstSeen"))
+            first_seen = parse_sentry_time(issue.get("firstSeen"))
             if since is not None and first_seen is not None and first_seen < since:
                 break  # sorted by first seen, newest first: everything further is older
             if first_seen is not None and (self._newest_listed is None or first_seen > self._newest_listed):
@@ -1002,9 +1000,9 @@ class Engine:
         # Move the watermark over everything listed when nothing waits (created, or known and
         # linked), else only over what was handled: deferred issues stay ahead of it.
         handled = self._newest_listed if not report.deferred and not report.interrupted else (
-            _parse_time(handled_first_seen))
+            parse_sentry_time(handled_first_seen))
         if handled is not None and not dry_run and not backfill:
-            current = _parse_time(self.store.cursor(CREATE_CURSOR))
+            current = parse_sentry_time(self.store.cursor(CREATE_CURSOR))
             if current is None or handled > current:
                 self.store.set_cursor(CREATE_CURSOR, handled.isoformat(), self.clock())
 
@@ -1179,15 +1177,6 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
         yield list(items[start : start + size])
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
 
 def _as_text(value: object) -> str | None:
     return value if isinstance(value, str) else None
@@ -1210,7 +1199,7 @@ def _parse_tracker_time(value: Any) -> datetime | None:
     try:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
     except ValueError:
-        return _parse_time(value)
+        return parse_sentry_time(value)
 
 
 # What planning and writing need of a Sentry issue (pass 2 keeps only this for changed links).

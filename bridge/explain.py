@@ -23,13 +23,14 @@ from typing import Any
 from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings
-from bridge.engine import SEARCH_WINDOW, WINDOW_MARGIN, describe_action, policy_from
+from bridge.engine import describe_action, policy_from
 from bridge.errors import RemoteError
 from bridge.mapping import (
     UserMap,
     assignee_in_step,
     base_state,
     build_user_map,
+    outside_search_window,
     sentry_assignee,
     sentry_state,
     status_in_step,
@@ -244,25 +245,13 @@ def _search_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _last_seen(issue: Mapping[str, Any]) -> datetime | None:
-    raw = issue.get("lastSeen")
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def bookmarks_of(
     sentry: SentryClient, issue: Mapping[str, Any], users: UserMap, now: datetime
 ) -> tuple[frozenset[str] | None, str]:
     """(e-mails of mapped people who bookmarked this issue, or None with the reason it is
     unknown).  One `bookmarks:<email> issue.id:<id>` search per mapped person: the same search
     the engine runs, narrowed to this issue."""
-    last = _last_seen(issue)
-    if last is not None and last < now - SEARCH_WINDOW + WINDOW_MARGIN:
+    if outside_search_window(issue, now):
         return None, "the issue is outside Sentry's 90-day search window"
     found: set[str] = set()
     issue_id = str(issue["id"])
