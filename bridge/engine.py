@@ -27,6 +27,7 @@ from bridge.errors import (
     AuthError,
     BridgeError,
     ConflictError,
+    MalformedItemError,
     NotFoundError,
     RejectedError,
     RemoteError,
@@ -328,6 +329,7 @@ class Engine:
         self._users: UserMap | None = None
         self._newest_listed: datetime | None = None
         self._status_types: dict[str, str] | None = None
+        self._dry_run = False
         # Long phases report here (a progress bar on a terminal); silent by default.
         self.progress: Callable[[str, int], AbstractContextManager[Any]] = _no_progress
         # Cycles since the last full read of Tracker (None: none yet, so the next one is full).
@@ -355,6 +357,7 @@ class Engine:
         Sentry issues, show Tracker keys on Sentry.  Never raises for a single link's trouble; a
         failure to learn the users (auth, outage) ends the cycle early as `report.fatal`."""
         report = CycleReport(dry_run=dry_run, started=self.clock())
+        self._dry_run = dry_run
         sentry_before, tracker_before = self.sentry.stats.total, self.tracker.stats.total
         started_cpu = time.process_time()
         if not dry_run:
@@ -366,9 +369,17 @@ class Engine:
                         full=full)
             if not dry_run and not report.interrupted:
                 self._since_full = 0 if full else (self._since_full or 0) + 1
-        except (AuthError, TransientError) as exc:
+        except RemoteError as exc:
+            # A read the whole cycle depends on failed (auth, outage, a malformed member list):
+            # the cycle ends here, recorded; the next one is the retry.
             report.fatal = exc
             log.error("cycle aborted: %s", exc.describe(), extra={"event": "cycle.aborted"})
+        except BaseException:
+            # A bug or a kill: still close the cycle's row, so `status` never shows it running.
+            report.finished = self.clock()
+            if report.cycle_id is not None:
+                self.store.finish_cycle(report.cycle_id, {**report.summary(), "ok": False}, report.finished)
+            raise
         report.finished = self.clock()
         report.requests = {
             "sentry": self.sentry.stats.total - sentry_before,
@@ -464,6 +475,7 @@ class Engine:
         ids = [link.sentry_id for link in chunk]
         baselines = self.store.baselines_for(ids)
         owned = self.store.owned_followers_for(ids)
+        failing = self.store.failing(ids)
         works: list[_Work] = []
         for link in chunk:
             error = batch.sentry_errors.get(link.sentry_id) or batch.tracker_errors.get(link.tracker_key)
@@ -484,6 +496,8 @@ class Engine:
             actions = plan_link(base, self.snapshot(s_issue, t_issue, marks, users), own, users, self.policy)
             if actions:
                 works.append(_Work(link, _slim_sentry(s_issue), slim_tracker(t_issue), marks, base, own, actions))
+            elif link.sentry_id in failing and not self._dry_run:
+                self.store.clear_failure(link.sentry_id)  # readable again and nothing to do: recovered
         return works
 
     def _read_batches(
@@ -614,34 +628,54 @@ class Engine:
         return build_user_map(members, tracker_users, self.settings.mapping.users)
 
     def _fetch_sentry(self, ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, BridgeError]]:
-        issues: dict[str, dict[str, Any]] = {}
-        errors: dict[str, BridgeError] = {}
-        for chunk in _chunks(ids, BATCH):
-            try:
-                for issue in self.sentry.get_issues(chunk):
-                    issues[str(issue["id"])] = issue
-            except (AuthError, UnreachableError):
-                raise  # the side refuses us or cannot be reached: nothing more to learn
-            except RemoteError as exc:
-                # One bad batch: those links are unknown this cycle, never "gone".
-                errors.update({sid: exc for sid in chunk})
-        return issues, errors
+        return self._fetch(ids, self.sentry.get_issues, self.sentry.get_issue, "id")
 
     def _fetch_tracker(self, keys: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, BridgeError]]:
+        return self._fetch(keys, self.tracker.get_issues, self.tracker.get_issue, "key")
+
+    def _fetch(
+        self,
+        refs: Sequence[str],
+        many: Callable[[list[str]], list[dict[str, Any]]],
+        one: Callable[[str], dict[str, Any]],
+        id_field: str,
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, BridgeError]]:
+        """Read issues in batches.  A batch that fails is unknown this cycle, never "gone"; a
+        batch that comes back malformed is read again one issue at a time, so only the issue
+        that is really malformed fails its link."""
         issues: dict[str, dict[str, Any]] = {}
         errors: dict[str, BridgeError] = {}
-        wanted = set(keys)
-        for chunk in _chunks(keys, BATCH):
+        wanted = set(refs)
+
+        def keep(issue: dict[str, Any]) -> None:
+            issues[str(issue[id_field])] = issue
+            for alias in issue.get("aliases") or []:
+                if alias in wanted:
+                    issues[str(alias)] = issue  # a Tracker issue moved queues: its old key still links
+
+        for chunk in _chunks(refs, BATCH):
             try:
-                for issue in self.tracker.get_issues(chunk):
-                    issues[str(issue["key"])] = issue
-                    for alias in issue.get("aliases") or []:
-                        if alias in wanted:
-                            issues[str(alias)] = issue  # the issue moved queues: old key still links
+                for issue in many(chunk):
+                    keep(issue)
             except (AuthError, UnreachableError):
-                raise
+                raise  # the side refuses us or cannot be reached: nothing more to learn
+            except MalformedItemError as exc:
+                if len(chunk) == 1:
+                    errors[chunk[0]] = exc
+                    continue
+                log.warning("a batch answer had a malformed issue; reading its issues one by one: %s",
+                            exc.describe(), extra={"event": "batch.malformed"})
+                for ref in chunk:
+                    try:
+                        keep(one(ref))
+                    except NotFoundError:
+                        pass  # absent, as it would have been from the batch
+                    except (AuthError, UnreachableError):
+                        raise
+                    except RemoteError as single:
+                        errors[ref] = single
             except RemoteError as exc:
-                errors.update({key: exc for key in chunk})
+                errors.update({ref: exc for ref in chunk})
         return issues, errors
 
     def _fetch_bookmarks(self, users: UserMap) -> dict[str, frozenset[str]] | None:
@@ -793,6 +827,12 @@ class Engine:
                     if any(isinstance(a, (WriteTrackerAssignee, AddFollowers, RemoveFollowers))
                            for a in actions[index + 1 :]):
                         t_cur = self.tracker.get_issue(link.tracker_key)  # the next PATCH needs the version
+                        if (tracker_assignee(t_cur, users), tracker_followers(t_cur, users)) != (
+                                now.assignee.tracker, now.followers.tracker):
+                            # A person edited the issue since we read it: the fresh version would
+                            # let the planned PATCH overwrite that edit, so plan again instead.
+                            raise ConflictError("changed meanwhile (seen after a transition)",
+                                                service="tracker", endpoint=f"GET {link.tracker_key}")
                     else:
                         # The transition's 200 is the server's word: one request per status change.
                         t_cur = {**t_cur, "status": {"key": action.target.status}}
@@ -810,7 +850,11 @@ class Engine:
                         t_cur = self.tracker.remove_followers(link.tracker_key, logins, version=int(t_cur["version"]))
                         applied.owned_removed |= action.logins
                     outcome.writes_tracker += 1
-                    applied.baselines["followers"] = Pair(now.followers.sentry, tracker_followers(t_cur, users))
+                    if not any(isinstance(a, (AddFollowers, RemoveFollowers)) for a in actions[index + 1 :]):
+                        # Only once the last follower write landed: a failed removal after a
+                        # successful add must be planned (and tried) again.
+                        applied.baselines["followers"] = Pair(now.followers.sentry,
+                                                              tracker_followers(t_cur, users))
                 elif isinstance(action, WriteSentryStatus):
                     s_cur = self.sentry.set_status(link.sentry_id, action.state)
                     outcome.writes_sentry += 1

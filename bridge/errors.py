@@ -91,3 +91,13 @@ class RejectedError(RemoteError):
 
 class BadResponseError(RemoteError):
     """The remote answered something we cannot use: not JSON, an HTML page, missing fields."""
+
+
+class MalformedItemError(BadResponseError):
+    """One item of a list answer has the wrong shape (the rest may be fine): worth reading the
+    items one by one, so that only the broken one fails."""
+
+    @classmethod
+    def of(cls, error: BadResponseError) -> MalformedItemError:
+        return cls(str(error), service=error.service, endpoint=error.endpoint, status=error.status,
+                   excerpt=error.excerpt)

@@ -63,7 +63,10 @@ def status_to_sentry(status: str, table: StatusMapping) -> str | None:
 def sentry_state_satisfies(state: str, wanted: str) -> bool:
     """Whether the issue is already in the state a write of `wanted` would produce
     (`ignored.archived_forever` satisfies `ignored`)."""
-    return state == wanted or base_state(state) == wanted
+    if state == wanted or base_state(state) == wanted:
+        return True
+    # Resolved in the next release is resolved: a plain resolve would change nothing.
+    return state == "resolvedInNextRelease" and wanted == "resolved"
 
 
 def status_in_step(state: str, status: str, table: StatusMapping) -> bool:

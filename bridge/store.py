@@ -431,6 +431,15 @@ class Store:
                 self._journal(cycle_id, sentry_id, tracker_key, entry, stamp)
         return attempts
 
+    def failing(self, sentry_ids: Sequence[str]) -> set[str]:
+        marks = ",".join("?" * len(sentry_ids))
+        sql = f"SELECT sentry_id FROM failures WHERE sentry_id IN ({marks})"  # noqa: S608
+        return {row["sentry_id"] for row in self._rows(sql, sentry_ids)}
+
+    def clear_failure(self, sentry_id: str) -> None:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sentry_id])
+
     def failures(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM failures ORDER BY sentry_id")
 

@@ -399,4 +399,15 @@ def require(data: Any, keys: tuple[str, ...], http: ApiHttp, response: httpx.Res
     return data
 
 
+def check_types(
+    data: Mapping[str, Any], rules: Mapping[str, tuple[type, ...]], http: ApiHttp, response: httpx.Response
+) -> None:
+    """Fields that are present must have one of the allowed types: an assignee that is a string
+    where an object (or null) belongs is a bad response, never "unassigned"."""
+    for name, allowed in rules.items():
+        if name in data and not isinstance(data[name], allowed):
+            wanted = "/".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise http.bad(response, f"field {name} is a {type(data[name]).__name__}, not {wanted}")
+
+
 __all__ = ["ApiHttp", "RemoteError", "RequestStats", "RetryPolicy", "parse_retry_after", "require"]

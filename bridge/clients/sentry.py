@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
-from bridge.clients.http import ApiHttp, RequestStats, RetryPolicy, require
-from bridge.errors import RejectedError
+from bridge.clients.http import ApiHttp, RequestStats, RetryPolicy, check_types, require
+from bridge.errors import BadResponseError, MalformedItemError, RejectedError
 
 log = logging.getLogger("bridge.sentry")
 
@@ -35,6 +35,12 @@ MAX_PER_PAGE = 100
 STATUSES = ("resolved", "resolvedInNextRelease", "unresolved", "ignored")
 NO_RELEASE_MARKER = "No release data"
 ISSUE_KEYS = ("id", "status", "project")
+_NONE = type(None)
+# The types of the fields the bridge reads; anything else is a bad response for that issue.
+ISSUE_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str, int), "status": (str,), "substatus": (str, _NONE), "statusDetails": (dict, _NONE),
+    "assignedTo": (dict, _NONE), "project": (dict,), "lastSeen": (str, _NONE), "firstSeen": (str, _NONE),
+}
 USER_AGENT = "sentry-tracker-bridge"
 
 _LINK_PART = re.compile(r"<([^>]*)>((?:\s*;\s*[A-Za-z_]+\s*=\s*\"[^\"]*\")*)")
@@ -151,7 +157,7 @@ class SentryClient:
 
     def get_issue(self, issue_id: str) -> dict[str, Any]:
         response = self.http.request("GET", self._issue_path(issue_id), safe=True)
-        return require(self.http.json(response), ISSUE_KEYS, self.http, response)
+        return self._checked(require(self.http.json(response), ISSUE_KEYS, self.http, response), response)
 
     def bookmarked_issue_ids(self, email: str, *, stats_period: str | None = None) -> set[str]:
         """The ids of the issues `email` has bookmarked: one `bookmarks:` search.  The query
@@ -236,13 +242,20 @@ class SentryClient:
     def _put(self, issue_id: str, body: dict[str, Any]) -> dict[str, Any]:
         # absolute values: sending twice leaves the same state, so retries are allowed
         response = self.http.request("PUT", self._issue_path(issue_id), safe=True, json_body=body)
-        return require(self.http.json(response), ISSUE_KEYS, self.http, response)
+        return self._checked(require(self.http.json(response), ISSUE_KEYS, self.http, response), response)
 
     def _issue_list(self, response: httpx.Response) -> list[dict[str, Any]]:
         data = self.http.json(response)
         if not isinstance(data, list):
             raise self.http.bad(response, f"expected a list of issues, got {type(data).__name__}")
-        return [require(item, ISSUE_KEYS, self.http, response) for item in data]
+        try:
+            return [self._checked(require(item, ISSUE_KEYS, self.http, response), response) for item in data]
+        except BadResponseError as exc:
+            raise MalformedItemError.of(exc) from None
+
+    def _checked(self, issue: dict[str, Any], response: httpx.Response) -> dict[str, Any]:
+        check_types(issue, ISSUE_TYPES, self.http, response)
+        return issue
 
     def _member_list(self, response: httpx.Response) -> list[dict[str, Any]]:
         data = self.http.json(response)

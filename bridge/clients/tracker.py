@@ -23,13 +23,19 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
-from bridge.clients.http import ApiHttp, RequestStats, RetryPolicy, require
-from bridge.errors import ConflictError, NotFoundError
+from bridge.clients.http import ApiHttp, RequestStats, RetryPolicy, check_types, require
+from bridge.errors import BadResponseError, ConflictError, MalformedItemError, NotFoundError
 
 SEARCH_BATCH = 100
 PAGE_SIZE = 100
 MAX_PAGES = 10_000  # a runaway-pagination guard, far above any real listing (10k rows = 100 pages)
 ISSUE_KEYS = ("id", "key", "version")
+_NONE = type(None)
+# The types of the fields the bridge reads; anything else is a bad response for that issue.
+ISSUE_TYPES: dict[str, tuple[type, ...]] = {
+    "key": (str,), "status": (dict,), "assignee": (dict, _NONE), "followers": (list, _NONE),
+    "queue": (dict, _NONE), "type": (dict, _NONE), "updatedAt": (str, _NONE),
+}
 
 
 class TrackerClient:
@@ -97,17 +103,22 @@ class TrackerClient:
         return [require(item, keys, self.http, response) for item in data]
 
     def _issue(self, response: httpx.Response) -> dict[str, Any]:
-        issue = self._object(response, ISSUE_KEYS)
+        return self._checked(self._object(response, ISSUE_KEYS), response)
+
+    def _checked(self, issue: dict[str, Any], response: httpx.Response) -> dict[str, Any]:
         if isinstance(issue["version"], bool) or not isinstance(issue["version"], int):
             raise self.http.bad(response, "issue version is not an integer")
+        check_types(issue, ISSUE_TYPES, self.http, response)
+        if any(not isinstance(ref, dict) for ref in issue.get("followers") or []):
+            raise self.http.bad(response, "a follower is not an object")
         return issue
 
     def _issues(self, response: httpx.Response) -> list[dict[str, Any]]:
-        issues = self._list(response, ISSUE_KEYS)
-        for issue in issues:
-            if isinstance(issue["version"], bool) or not isinstance(issue["version"], int):
-                raise self.http.bad(response, "issue version is not an integer")
-        return issues
+        items = self._list(response, ())
+        try:
+            return [self._checked(require(issue, ISSUE_KEYS, self.http, response), response) for issue in items]
+        except BadResponseError as exc:
+            raise MalformedItemError.of(exc) from None
 
     @staticmethod
     def _has_next(response: httpx.Response, page: int) -> bool:

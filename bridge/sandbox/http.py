@@ -10,6 +10,7 @@ behave the same way.
 from __future__ import annotations
 
 import contextlib
+import copy
 import http.server
 import json
 import re
@@ -23,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-FaultKind = Literal["status", "reset", "timeout_before", "timeout_after", "malformed_json", "html"]
+FaultKind = Literal["status", "reset", "timeout_before", "timeout_after", "malformed_json", "html", "mangle"]
 
 
 @dataclass
@@ -72,7 +73,12 @@ def json_response(status: int, obj: Any, headers: dict[str, str] | None = None) 
 class Fault:
     """One injected fault.  `method`, `path` and `query` (regexes searched in the path and in the
     `k=v&k=v` query string) select requests; `times` is how many matching requests it hits;
-    `after` skips that many matches first."""
+    `after` skips that many matches first.
+
+    `mangle` (kind "mangle") serves the request for real, then passes the JSON of the answer to
+    the function and sends what it returns instead: a dropped field, a wrong type, a list where
+    an object belongs (bytes are sent as they are).  The state change of a write still happens,
+    as with a proxy that corrupts answers on the way back."""
 
     kind: FaultKind
     status: int = 500
@@ -83,6 +89,7 @@ class Fault:
     times: int = 1
     after: int = 0
     query: str | None = None
+    mangle: Callable[[Any], Any] | None = None
 
     def matches(self, req: EmuRequest) -> bool:
         if self.method and self.method.upper() != req.method:
@@ -224,6 +231,8 @@ class EmulatorBase:
                         fault.status, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                         {"content-type": "text/html"},
                     )
+                elif fault.kind == "mangle":
+                    response = _mangled(self.route(req), fault.mangle)
                 elif fault.kind == "reset":
                     raise DropConnection(applied=False)
                 elif fault.kind == "timeout_before":
@@ -237,6 +246,19 @@ class EmulatorBase:
                 raise
             self.log.append(LoggedRequest(req.method, req.path, req.query, status, body))
             return response
+
+
+def _mangled(response: EmuResponse, change: Callable[[Any], Any] | None) -> EmuResponse:
+    """`response` with its JSON body passed through `change` (a deep copy: state is untouched)."""
+    if change is None:
+        return response
+    try:
+        data = json.loads(response.body) if response.body else None
+    except ValueError:
+        return response
+    changed = change(copy.deepcopy(data))
+    body = changed if isinstance(changed, bytes) else json.dumps(changed, separators=(",", ":")).encode()
+    return EmuResponse(response.status, body, dict(response.headers))
 
 
 # -- adapter 1: httpx.MockTransport ------------------------------------------------------------
