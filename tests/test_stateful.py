@@ -30,7 +30,7 @@ Sentry has no precondition and Tracker's `_execute` carries no version, so a per
 instant between the bridge's read and such a write can be overwritten by design.
 
 Bugs the machine found are pinned by the plain xfail tests at the end of this file; the one that
-leaves a pair out of step (`KNOWN_STUCK`) is tolerated inside the machine so that it keeps looking
+left a pair out of step was tolerated through `KNOWN_STUCK` (now empty: fixed) so that it kept looking
 for others.
 
 Run the long profile with `pytest -m slow tests/test_stateful.py -s` (it is deselected by default; sizes:
@@ -128,7 +128,7 @@ READ_FAULTS = tuple(kind for kind in FAULT_KINDS if kind[0] not in WRITES_ONLY)
 
 # Out-of-step pairs a known bug leaves behind (see the xfail tests below): tolerated here so
 # that the machine keeps looking for other trouble.
-KNOWN_STUCK = {("status", "resolvedInNextRelease", "closed")}
+KNOWN_STUCK: set[tuple[str, object, object]] = set()  # none left: every pair must converge
 
 # Session totals, printed at the end of the module (run with -s to see them).
 STATS: Counter[str] = Counter()
@@ -715,9 +715,8 @@ class BridgeMachine(RuleBasedStateMachine):
 
     def _check_links(self) -> None:
         links = {link.sentry_id: link.tracker_key for link in self.store.links()}
-        # (A failure row of a link that recovered with nothing left to do stays behind: see
-        # test_a_recovered_link_leaves_no_failure_behind; the clean cycles themselves must be ok.)
         assert self.store.pending_intents() == 0
+        assert self.store.failures() == [], "a failure row outlived two clean cycles"
         for sid, track in self.tracks.items():
             if track.key is not None:
                 assert links.get(sid) == track.key, (sid, track.key, links.get(sid))
