@@ -413,6 +413,16 @@ class CreateSettings(BaseModel):
     description_template: str = DEFAULT_DESCRIPTION_TEMPLATE
     tags: list[NonEmpty] = Field(default_factory=lambda: ["sentry"])
     reference_field: NonEmpty | None = None
+    # A tag naming the Sentry issue, e.g. "sentry-{sentry_id}": set on new issues, and a Tracker
+    # issue that already carries it is linked instead of a new one being created.
+    reference_tag: NonEmpty | None = None
+
+    @field_validator("reference_tag")
+    @classmethod
+    def _check_reference_tag(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("{sentry_id}") != 1 or value.replace("{sentry_id}", "").count("{")):
+            raise _problem('must contain "{sentry_id}" once and no other placeholder, e.g. "sentry-{sentry_id}"')
+        return value
 
     @field_validator("description_template")
     @classmethod

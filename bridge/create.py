@@ -31,6 +31,21 @@ def sentry_id_from_unique(organization: str, unique: object) -> str | None:
     return rest if rest.isdigit() else None
 
 
+def reference_tag(template: str, sentry_id: str) -> str:
+    return template.replace("{sentry_id}", sentry_id)
+
+
+def sentry_id_from_tags(template: str, tags: object) -> str | None:
+    """The Sentry issue id named by a reference tag among `tags`, else None (for `relink`)."""
+    prefix, _, suffix = template.partition("{sentry_id}")
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, str) and tag.startswith(prefix) and tag.endswith(suffix):
+            middle = tag[len(prefix): len(tag) - len(suffix) if suffix else None]
+            if middle.isdigit():
+                return middle
+    return None
+
+
 def route_queue(issue: Mapping[str, Any], settings: CreateSettings, default_queue: str) -> str:
     project = issue.get("project") or {}
     slug = str(project.get("slug") or "") if isinstance(project, Mapping) else ""
@@ -79,8 +94,11 @@ def issue_fields(
         fields["type"] = route.type
     if route is not None and route.priority:
         fields["priority"] = route.priority
-    if settings.tags:
-        fields["tags"] = list(settings.tags)
+    tags = list(settings.tags)
+    if settings.reference_tag:
+        tags.append(reference_tag(settings.reference_tag, str(issue.get("id"))))
+    if tags:
+        fields["tags"] = tags
     email = sentry_assignee(issue)
     login = users.login_for(email) if email else None
     if login:

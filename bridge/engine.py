@@ -22,7 +22,14 @@ from typing import Any
 from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings, TrackerTarget
-from bridge.create import issue_fields, route_queue, sentry_id_from_unique, unique_key
+from bridge.create import (
+    issue_fields,
+    reference_tag,
+    route_queue,
+    sentry_id_from_tags,
+    sentry_id_from_unique,
+    unique_key,
+)
 from bridge.errors import (
     AuthError,
     BridgeError,
@@ -1085,12 +1092,17 @@ class Engine:
         self.sync_link(report, outcome, link, issue, t_issue, marks, users, {}, owned, dry_run=False)
 
     def _find_referencing(self, sentry_id: str, queue: str) -> dict[str, Any] | None:
-        """A Tracker issue that already names this Sentry issue in `create.reference_field`."""
-        field_key = self.settings.create.reference_field
-        if not field_key:
-            return None
-        for issue in self.tracker.iter_search(filter={"queue": queue, field_key: sentry_id}):
-            return issue
+        """A Tracker issue that already names this Sentry issue, in `create.reference_field` or
+        by `create.reference_tag`."""
+        cfg = self.settings.create
+        filters = []
+        if cfg.reference_field:
+            filters.append({"queue": queue, cfg.reference_field: sentry_id})
+        if cfg.reference_tag:
+            filters.append({"queue": queue, "tags": reference_tag(cfg.reference_tag, sentry_id)})
+        for flt in filters:
+            for issue in self.tracker.iter_search(filter=flt):
+                return issue
         return None
 
     def _backlink(self, report: CycleReport) -> None:
@@ -1132,6 +1144,8 @@ class Engine:
                 sid = sentry_id_from_unique(org, t_issue.get("unique"))
                 if sid is None and field_key and str(t_issue.get(field_key) or "").isdigit():
                     sid = str(t_issue[field_key])
+                if sid is None and self.settings.create.reference_tag:
+                    sid = sentry_id_from_tags(self.settings.create.reference_tag, t_issue.get("tags"))
                 if sid is None:
                     continue
                 if sid in found:

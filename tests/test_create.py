@@ -235,3 +235,30 @@ def test_issue_carrying_the_reference_field_is_adopted_not_duplicated(bridge_env
     env.sync_json()
     [created] = tracker_issues_for(env, other)
     assert env.t_issue(created)[field] == other
+
+
+def test_issue_carrying_the_reference_tag_is_adopted_and_relink_finds_it(bridge_env: BridgeEnv) -> None:
+    env = bridge_env
+    sid = new_issue(env)
+    # Someone filed a ticket by hand and tagged it with the Sentry issue.
+    key = env.tracker.add_issue("OPS", "filed by hand", tags=[f"sentry-{sid}"])
+    enable_create(env, reference_tag="sentry-{sentry_id}")
+    data = env.sync_json("--backfill")
+    assert data["adopted"] == 1 and data["created"] == 0
+    assert [row["tracker_key"] for row in data["adopted_detail"]] == [key]
+    assert [r.status for r in env.tracker.requests("POST", r"/issues/?$")] == []
+    other = new_issue(env)
+    env.sync_json()
+    [created] = tracker_issues_for(env, other)
+    assert env.t_issue(created)["tags"] == ["sentry", f"sentry-{other}"]
+    # The hand-filed ticket has no unique key of ours: relink finds it by its tag.
+    for suffix in ("", "-wal", "-shm"):
+        (env.folder / f"bridge.db{suffix}").unlink(missing_ok=True)
+    assert "2 links rebuilt" in env.expect(0, "relink").out
+
+
+def test_reference_tag_must_name_the_sentry_issue(bridge_env: BridgeEnv) -> None:
+    env = bridge_env
+    env.config(create={"reference_tag": "sentry-issue"})
+    result = env.expect(2, "status")
+    assert "create.reference_tag" in result.err and "{sentry_id}" in result.err
