@@ -259,6 +259,7 @@ class _Work:
     baseline: Mapping[Field, Pair]
     owned: frozenset[str]
     actions: list[Action]
+    open_conflicts: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -483,6 +484,7 @@ class Engine:
         baselines = self.store.baselines_for(ids)
         owned = self.store.owned_followers_for(ids)
         failing = self.store.failing(ids)
+        conflicted = self.store.conflicted_fields(ids)
         works: list[_Work] = []
         for link in chunk:
             error = batch.sentry_errors.get(link.sentry_id) or batch.tracker_errors.get(link.tracker_key)
@@ -500,9 +502,12 @@ class Engine:
             marks = self._bookmarks_of(link.sentry_id, s_issue, bookmarks)
             base = baselines.get(link.sentry_id, {})
             own = owned.get(link.sentry_id, frozenset())
-            actions = plan_link(base, self.snapshot(s_issue, t_issue, marks, users), own, users, self.policy)
+            open_fields = conflicted.get(link.sentry_id, frozenset())
+            actions = plan_link(base, self.snapshot(s_issue, t_issue, marks, users), own, users, self.policy,
+                                open_fields)
             if actions:
-                works.append(_Work(link, _slim_sentry(s_issue), slim_tracker(t_issue), marks, base, own, actions))
+                works.append(_Work(link, _slim_sentry(s_issue), slim_tracker(t_issue), marks, base, own, actions,
+                                   open_fields))
             elif link.sentry_id in failing and not self._dry_run:
                 self.store.clear_failure(link.sentry_id)  # readable again and nothing to do: recovered
         return works
@@ -752,7 +757,7 @@ class Engine:
         for attempt in (1, 2):
             if attempt == 2:
                 now = self.snapshot(s_issue, t_issue, work.marks, users)
-                actions = plan_link(baseline, now, owned, users, self.policy)
+                actions = plan_link(baseline, now, owned, users, self.policy, work.open_conflicts)
             _describe_outcome(outcome, actions)
             step = _Applied()
             error: RemoteError | None = None

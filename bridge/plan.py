@@ -157,11 +157,18 @@ def plan_link(
     owned_followers: frozenset[str],
     users: UserMap,
     policy: Policy,
+    open_conflicts: frozenset[str] = frozenset(),
 ) -> list[Action]:
-    """Every action one link needs this cycle, in the order the engine should run them."""
+    """Every action one link needs this cycle, in the order the engine should run them.
+    `open_conflicts` names the fields with a conflict still recorded for this link."""
     actions: list[Action] = []
     for name in ("status", "assignee"):
-        actions.extend(_plan_scalar(name, baseline.get(name), now.get(name), users, policy))
+        planned = _plan_scalar(name, baseline.get(name), now.get(name), users, policy)
+        if not planned and name in open_conflicts and _in_step(name, now.get(name), users, policy):
+            # People put both sides back in step (even back to the baseline): the recorded
+            # conflict is over; adopting settles it.
+            planned = [Adopt(name, now.get(name), "conflict settled by hand: both sides in step")]
+        actions.extend(planned)
     actions.extend(_plan_followers(baseline.get("followers"), now.followers, owned_followers, users, policy))
     return actions
 

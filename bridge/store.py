@@ -436,6 +436,16 @@ class Store:
         sql = f"SELECT sentry_id FROM failures WHERE sentry_id IN ({marks})"  # noqa: S608
         return {row["sentry_id"] for row in self._rows(sql, sentry_ids)}
 
+    def conflicted_fields(self, sentry_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """Fields with an open conflict, per link (the planner settles those back in step)."""
+        marks = ",".join("?" * len(sentry_ids))
+        sql = (f"SELECT sentry_id, field FROM conflicts WHERE resolved_at IS NULL "  # noqa: S608
+               f"AND sentry_id IN ({marks})")
+        grouped: dict[str, set[str]] = {}
+        for row in self._rows(sql, sentry_ids):
+            grouped.setdefault(row["sentry_id"], set()).add(row["field"])
+        return {key: frozenset(value) for key, value in grouped.items()}
+
     def clear_failure(self, sentry_id: str) -> None:
         with self.db.atomic():
             self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sentry_id])

@@ -323,3 +323,16 @@ def test_only_owned_followers_are_removed_and_writes_respect_directions(world: t
             assert pol.allows(a.field, "sentry")
         if isinstance(a, WriteSentryStatus):
             assert not sentry_state_satisfies(now.status.sentry, a.state)
+
+
+def test_open_conflict_settles_when_people_put_both_sides_back() -> None:
+    # A conflict was recorded; then people set both sides back to what the baseline holds.
+    b = base(assignee=("bob@example.com", "bob"))
+    now = snap(assignee=("bob@example.com", "bob"))
+    assert plan_link(b, now, frozenset(), USERS, policy(conflict="manual")) == []
+    actions = plan_link(b, now, frozenset(), USERS, policy(conflict="manual"), frozenset({"assignee"}))
+    assert [(type(a), a.field) for a in actions] == [(Adopt, "assignee")]
+    # Still apart: the conflict stays (no adopt, no write).
+    apart = snap(assignee=("dan@example.com", None))
+    assert plan_link(b, apart, frozenset(), USERS, policy(conflict="manual"), frozenset({"assignee"})) == [
+        RecordConflict("assignee", Pair("dan@example.com", None), "both changed; sync.conflict = manual")]
