@@ -335,9 +335,7 @@ class Engine:
         # Set from a signal handler: the link in progress finishes, no new link starts.
         self.stop_requested = threading.Event()
         self._users: UserMap | None = None
-        self._newest_listed: datetime | None = None
         self._status_types: dict[str, str] | None = None
-        self._dry_run = False
         # Long phases report here (a progress bar on a terminal); silent by default.
         self.progress: Callable[[str, int], AbstractContextManager[Any]] = _no_progress
         # Cycles since the last full read of Tracker (None: none yet, so the next one is full).
@@ -365,7 +363,6 @@ class Engine:
         Sentry issues, show Tracker keys on Sentry.  Never raises for a single link's trouble; a
         failure to learn the users (auth, outage) ends the cycle early as `report.fatal`."""
         report = CycleReport(dry_run=dry_run, started=self.clock())
-        self._dry_run = dry_run
         sentry_before, tracker_before = self.sentry.stats.total, self.tracker.stats.total
         started_cpu = time.process_time()
         if not dry_run:
@@ -463,7 +460,7 @@ class Engine:
             for chunk, batch in self._read_batches(active, updates, full=full, remember=not dry_run):
                 bar.advance(len(chunk))
                 tally.add(len(chunk), batch)
-                for work in self._plan_batch(chunk, batch, users, bookmarks, missing):
+                for work in self._plan_batch(chunk, batch, users, bookmarks, missing, dry_run=dry_run):
                     if any(is_write(a) for a in work.actions):
                         works.append(work)
                     elif dry_run:
@@ -478,7 +475,7 @@ class Engine:
 
     def _plan_batch(
         self, chunk: list[Link], batch: _Batch, users: UserMap, bookmarks: Mapping[str, frozenset[str]] | None,
-        missing: list[tuple[Link, BridgeError]],
+        missing: list[tuple[Link, BridgeError]], *, dry_run: bool,
     ) -> list[_Work]:
         ids = [link.sentry_id for link in chunk]
         baselines = self.store.baselines_for(ids)
@@ -508,7 +505,7 @@ class Engine:
             if actions:
                 works.append(_Work(link, _slim_sentry(s_issue), slim_tracker(t_issue), marks, base, own, actions,
                                    open_fields))
-            elif link.sentry_id in failing and not self._dry_run:
+            elif link.sentry_id in failing and not dry_run:
                 self.store.clear_failure(link.sentry_id)  # readable again and nothing to do: recovered
         return works
 
@@ -989,9 +986,12 @@ class Engine:
                 log.info("recovered pending create: %s -> %s", row["sentry_id"], found["key"],
                          extra={"event": "intent.recovered", "link": row["sentry_id"]})
 
-    def _create_candidates(self, backfill: bool, dry_run: bool) -> list[dict[str, Any]]:
+    def _create_candidates(
+        self, backfill: bool, dry_run: bool
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
         """Sentry issues that need a Tracker issue, oldest first: pending intents, then issues
-        matching `create.query` first seen after the watermark (all of them with backfill)."""
+        matching `create.query` first seen after the watermark (all of them with backfill).
+        Also the newest first-seen time listed (where the watermark may move when none waits)."""
         cfg = self.settings.create
         known = self.store.known_sentry_ids()
         pending = [row["sentry_id"] for row in self.store.intents("pending")]
@@ -1000,7 +1000,7 @@ class Engine:
             for issue in self.sentry.get_issues(pending):
                 candidates[str(issue["id"])] = issue
         watermark = self.store.cursor(CREATE_CURSOR)
-        self._newest_listed = None
+        newest_listed: datetime | None = None
         if watermark is None and not backfill:
             # Creation was just switched on: only issues from now on, existing ones need --backfill.
             # "Now" is Sentry's newest first-seen time, not our clock (no skew to worry about).
@@ -1010,7 +1010,7 @@ class Engine:
                 self.store.set_cursor(CREATE_CURSOR, (mark or self.clock()).isoformat())
                 # Issue ids only grow: everything up to this one existed before creation was on.
                 self.store.set_cursor(CREATE_FLOOR, str(newest["id"]) if newest else "0")
-            return list(candidates.values())
+            return list(candidates.values()), None
         floor = int(self.store.cursor(CREATE_FLOOR) or 0)
         projects = set(self.settings.sentry.projects)
         since = parse_sentry_time(watermark) if watermark and not backfill else None
@@ -1018,8 +1018,8 @@ class Engine:
             first_seen = parse_sentry_time(issue.get("firstSeen"))
             if since is not None and first_seen is not None and first_seen < since:
                 break  # sorted by first seen, newest first: everything further is older
-            if first_seen is not None and (self._newest_listed is None or first_seen > self._newest_listed):
-                self._newest_listed = first_seen
+            if first_seen is not None and (newest_listed is None or first_seen > newest_listed):
+                newest_listed = first_seen
             slug = str((issue.get("project") or {}).get("slug") or "")
             if projects and slug not in projects:
                 continue
@@ -1027,14 +1027,15 @@ class Engine:
                 continue  # existed before creation was switched on: only --backfill creates it
             if str(issue["id"]) not in known:
                 candidates.setdefault(str(issue["id"]), issue)
-        return sorted(candidates.values(), key=lambda i: (str(i.get("firstSeen") or ""), int(str(i["id"]))))
+        ordered = sorted(candidates.values(), key=lambda i: (str(i.get("firstSeen") or ""), int(str(i["id"]))))
+        return ordered, newest_listed
 
     def _create_new(
         self, report: CycleReport, users: UserMap, bookmarks: Mapping[str, frozenset[str]] | None,
         *, backfill: bool, dry_run: bool,
     ) -> None:
         cap = self.settings.create.max_per_cycle
-        candidates = self._create_candidates(backfill, dry_run)
+        candidates, newest_listed = self._create_candidates(backfill, dry_run)
         batch, report.deferred = candidates[:cap], max(0, len(candidates) - cap)
         if report.deferred:
             log.warning("create.max_per_cycle = %d: %d more Sentry issues wait for the next cycle",
@@ -1055,7 +1056,7 @@ class Engine:
                 handled_first_seen = str(issue.get("firstSeen") or "") or handled_first_seen
         # Move the watermark over everything listed when nothing waits (created, or known and
         # linked), else only over what was handled: deferred issues stay ahead of it.
-        handled = self._newest_listed if not report.deferred and not report.interrupted else (
+        handled = newest_listed if not report.deferred and not report.interrupted else (
             parse_sentry_time(handled_first_seen))
         if handled is not None and not dry_run and not backfill:
             current = parse_sentry_time(self.store.cursor(CREATE_CURSOR))

@@ -303,30 +303,32 @@ class Store:
 
     # -- baselines and followers ------------------------------------------------------------
     def baselines(self) -> dict[str, dict[Field, Pair]]:
-        result: dict[str, dict[Field, Pair]] = {}
-        for row in self._rows("SELECT sentry_id, field, sentry_value, tracker_value FROM baselines"):
-            name = cast(Field, row["field"])
-            result.setdefault(row["sentry_id"], {})[name] = Pair(
-                decode(row["sentry_value"]), decode(row["tracker_value"])
-            )
-        return result
+        """Every link's baseline pairs (inspection; cycles read them per batch)."""
+        return self._baselines("", ())
 
     def baselines_for(self, sentry_ids: Sequence[str]) -> dict[str, dict[Field, Pair]]:
         """Baselines of some links (a batch of a streamed cycle)."""
-        marks = ",".join("?" * len(sentry_ids))
+        return self._baselines(f"WHERE sentry_id IN ({','.join('?' * len(sentry_ids))})", sentry_ids)
+
+    def _baselines(self, where: str, params: Sequence[str]) -> dict[str, dict[Field, Pair]]:
         result: dict[str, dict[Field, Pair]] = {}
-        sql = f"SELECT sentry_id, field, sentry_value, tracker_value FROM baselines WHERE sentry_id IN ({marks})"  # noqa: S608
-        for row in self._rows(sql, sentry_ids):
+        sql = f"SELECT sentry_id, field, sentry_value, tracker_value FROM baselines {where}"  # noqa: S608
+        for row in self._rows(sql, params):
             name = cast(Field, row["field"])
             result.setdefault(row["sentry_id"], {})[name] = Pair(decode(row["sentry_value"]),
                                                                  decode(row["tracker_value"]))
         return result
 
+    def owned_followers(self) -> dict[str, frozenset[str]]:
+        """Every link's bridge-added followers (inspection; cycles read them per batch)."""
+        return self._owned("", ())
+
     def owned_followers_for(self, sentry_ids: Sequence[str]) -> dict[str, frozenset[str]]:
-        marks = ",".join("?" * len(sentry_ids))
+        return self._owned(f"WHERE sentry_id IN ({','.join('?' * len(sentry_ids))})", sentry_ids)
+
+    def _owned(self, where: str, params: Sequence[str]) -> dict[str, frozenset[str]]:
         grouped: dict[str, set[str]] = {}
-        sql = f"SELECT sentry_id, login FROM owned_followers WHERE sentry_id IN ({marks})"  # noqa: S608
-        for row in self._rows(sql, sentry_ids):
+        for row in self._rows(f"SELECT sentry_id, login FROM owned_followers {where}", params):  # noqa: S608
             grouped.setdefault(row["sentry_id"], set()).add(row["login"])
         return {key: frozenset(value) for key, value in grouped.items()}
 
@@ -342,12 +344,6 @@ class Store:
         if rows:
             with self.db.atomic():
                 self.db.conn.executemany("INSERT OR REPLACE INTO tracker_cache VALUES (?, ?, ?)", rows)
-
-    def owned_followers(self) -> dict[str, frozenset[str]]:
-        grouped: dict[str, set[str]] = {}
-        for row in self._rows("SELECT sentry_id, login FROM owned_followers"):
-            grouped.setdefault(row["sentry_id"], set()).add(row["login"])
-        return {key: frozenset(value) for key, value in grouped.items()}
 
     def commit_link(self, commit: LinkCommit, cycle_id: int | None = None, now: datetime | None = None) -> None:
         """Everything one link produced, in one transaction: baselines, owned followers,
@@ -604,8 +600,7 @@ class Store:
         }
 
     def owned_followers_of(self, sentry_id: str) -> frozenset[str]:
-        rows = self._rows("SELECT login FROM owned_followers WHERE sentry_id = ?", (sentry_id,))
-        return frozenset(row["login"] for row in rows)
+        return self.owned_followers_for([sentry_id]).get(sentry_id, frozenset())
 
     def failure_of(self, sentry_id: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM failures WHERE sentry_id = ?", (sentry_id,))
