@@ -30,6 +30,7 @@ def open_clients(
         transport=sentry_transport,
         timeout=settings.sentry.timeout_seconds,
         verify=settings.sentry.verify_tls,
+        max_in_flight=settings.sync.concurrency,
     )
     tracker = TrackerClient.create(
         settings.tracker.url,
@@ -42,5 +43,6 @@ def open_clients(
         transport=tracker_transport,
         timeout=settings.tracker.timeout_seconds,
         verify=settings.tracker.verify_tls,
+        max_in_flight=settings.sync.concurrency,
     )
     return sentry, tracker

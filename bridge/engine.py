@@ -41,6 +41,7 @@ from bridge.errors import (
     TransientError,
     UnreachableError,
 )
+from bridge.guard import MassChangeGuard
 from bridge.mapping import (
     UserMap,
     assignee_in_step,
@@ -309,6 +310,50 @@ class _LinkResult:
     tracker_seen: dict[str, Any] | None
 
 
+class _WritePool:
+    """Pass 2: links with writes run on `sync.concurrency` workers (HTTP only); each result is
+    committed on the main thread, in one transaction per link, as it comes in."""
+
+    def __init__(self, engine: Engine, report: CycleReport, users: UserMap) -> None:
+        self._engine, self._report, self._users = engine, report, users
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[Future[_LinkResult | None], _Work] = {}
+
+    def start(self, works: Iterable[_Work]) -> None:
+        for work in works:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._engine.settings.sync.concurrency,
+                                                thread_name_prefix="write")
+            future = self._pool.submit(self._engine._run_link_unless_stopping, work, self._users)
+            self._running[future] = work
+
+    def commit_done(self) -> None:
+        """Commit the links whose writes have finished, without waiting for the others."""
+        self._commit([f for f in self._running if f.done()])
+
+    def drain(self) -> None:
+        """Wait for every write started and commit it: a write that reached a server is never
+        left without its baseline, whatever ended the cycle."""
+        try:
+            self._commit(as_completed(list(self._running)))
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+        if self._report.interrupted:
+            log.info("stop requested: links not started are left for the next run",
+                     extra={"event": "cycle.interrupted"})
+
+    def _commit(self, futures: Iterable[Future[_LinkResult | None]]) -> None:
+        for future in futures:
+            work = self._running.pop(future)
+            result = future.result()
+            if result is None:
+                self._report.interrupted = True
+                continue
+            self._engine._finish(self._report, work, result)
+
+
 def _describe_outcome(outcome: LinkOutcome, actions: list[Action]) -> None:
     outcome.actions = actions
     outcome.conflicts = [a.field for a in actions if isinstance(a, RecordConflict)]
@@ -421,18 +466,13 @@ class Engine:
         # A full read sees everything as of now: the next incremental poll starts here (the
         # overlap window absorbs clock skew between us and Tracker).
         updates, cursor = ({}, report.started.isoformat()) if full else self._tracker_updates(links)
-        works, missing = self._plan_all(report, active, users, bookmarks, updates, full=full, dry_run=dry_run)
-        if not self._guard(report, works, len(links), force=force, dry_run=dry_run):
+        guard = MassChangeGuard(self.settings.sync.mass_change_limit(len(links)), len(active), force=force)
+        missing = self._sync_links(report, active, users, bookmarks, updates, guard, full=full, dry_run=dry_run)
+        if report.refused or report.interrupted:
             return
         for link, error in missing:
             self._fail(report, self._outcome(report, link), link, error, dry_run)
         if dry_run:
-            for work in works:
-                _describe_outcome(self._outcome(report, work.link), work.actions)
-            return
-        quarantined = set(report.quarantined)
-        self._run_works([w for w in works if w.link.sentry_id not in quarantined], report, users)
-        if report.interrupted:
             return
         if cursor is not None:
             self.store.set_cursor(TRACKER_CURSOR, cursor, self.clock())
@@ -446,32 +486,62 @@ class Engine:
         report.outcomes.append(outcome)
         return outcome
 
-    def _plan_all(
+    def _sync_links(
         self, report: CycleReport, active: Sequence[Link], users: UserMap,
         bookmarks: Mapping[str, frozenset[str]] | None, updates: Mapping[str, dict[str, Any]],
-        *, full: bool, dry_run: bool,
-    ) -> tuple[list[_Work], list[tuple[Link, BridgeError]]]:
-        """Pass 1, streamed in batches: read both sides, plan every link.  Only links with
-        something to do are kept (with their JSON), so memory follows the changes, not N."""
-        works: list[_Work] = []
+        guard: MassChangeGuard, *, full: bool, dry_run: bool,
+    ) -> list[tuple[Link, BridgeError]]:
+        """Read both sides in batches, plan every link, write.  Links with nothing to write are
+        committed as they are planned, so memory follows the changes, not N.  Links with writes
+        wait for the mass-change guard; once it can no longer be crossed they run on
+        `sync.concurrency` workers while later batches are still being read, so a rate-limited
+        read and rate-limited writes overlap.  Returns the links one side could not show."""
         missing: list[tuple[Link, BridgeError]] = []
+        held: list[_Work] = []
         tally = _Tally()
-        with self.progress("reading linked issues", len(active)) as bar:
-            for chunk, batch in self._read_batches(active, updates, full=full, remember=not dry_run):
-                bar.advance(len(chunk))
-                tally.add(len(chunk), batch)
-                for work in self._plan_batch(chunk, batch, users, bookmarks, missing, dry_run=dry_run):
-                    if any(is_write(a) for a in work.actions):
-                        works.append(work)
-                    elif dry_run:
-                        _describe_outcome(self._outcome(report, work.link), work.actions)
-                    else:
-                        # Adopt, conflict, unmapped: no remote write, nothing for the guard to
-                        # weigh; committed now so that memory does not grow with the links.
-                        self._finish(report, work, self._run_link(work, users))
-        _refuse_empty_side("sentry", tally.wanted, tally.sentry_found, tally.sentry_failed)
-        _refuse_empty_side("tracker", tally.wanted, tally.tracker_found, tally.tracker_failed)
-        return works, missing
+        flaps = {} if dry_run else self.store.cycles_writing(self.settings.sync.flap_window_cycles)
+        writes = _WritePool(self, report, users)
+        try:
+            with self.progress("reading linked issues", len(active)) as bar:
+                for chunk, batch in self._read_batches(active, updates, full=full, remember=not dry_run):
+                    bar.advance(len(chunk))
+                    tally.add(len(chunk), batch)
+                    changing = 0
+                    for work in self._plan_batch(chunk, batch, users, bookmarks, missing, dry_run=dry_run):
+                        if any(is_write(a) for a in work.actions):
+                            held.append(work)
+                            changing += 1
+                        elif dry_run:
+                            _describe_outcome(self._outcome(report, work.link), work.actions)
+                        else:
+                            # Adopt, conflict, unmapped: no remote write, nothing for the guard.
+                            self._finish(report, work, self._run_link(work, users))
+                    guard.planned(len(chunk), changing)
+                    if guard.releasable and held and not dry_run:
+                        writes.start(self._unless_flapping(report, held, flaps))
+                        held = []
+                    writes.commit_done()
+                    if self.stop_requested.is_set():
+                        report.interrupted = True
+                        log.info("stop requested: links not read yet are left for the next run",
+                                 extra={"event": "cycle.interrupted"})
+                        return missing
+            _refuse_empty_side("sentry", tally.wanted, tally.sentry_found, tally.sentry_failed)
+            _refuse_empty_side("tracker", tally.wanted, tally.tracker_found, tally.tracker_failed)
+            if guard.refused:
+                report.refused = (f"{guard.changing} links would be changed this cycle, more than the limit of "
+                                  f"{guard.limit} (sync.max_changes_per_cycle); check with `sync --dry-run`, "
+                                  "then run `sync --force`")
+                log.error("refused: %s", report.refused, extra={"event": "cycle.refused"})
+                return missing
+            if dry_run:
+                for work in held:
+                    _describe_outcome(self._outcome(report, work.link), work.actions)
+                return missing
+            writes.start(self._unless_flapping(report, held, flaps))
+        finally:
+            writes.drain()
+        return missing
 
     def _plan_batch(
         self, chunk: list[Link], batch: _Batch, users: UserMap, bookmarks: Mapping[str, frozenset[str]] | None,
@@ -581,54 +651,30 @@ class Engine:
         cursor = max(started, newest) if newest is not None else started
         return found, cursor.isoformat()
 
-    def _run_works(self, works: Sequence[_Work], report: CycleReport, users: UserMap) -> None:
-        """Pass 2: links with writes run on a bounded pool (HTTP only); each result is
-        committed here, on the main thread, in one transaction per link."""
-        busy = [w for w in works if any(is_write(a) for a in w.actions)]
-        if not busy:
-            return
-        with ThreadPoolExecutor(max_workers=self.settings.sync.concurrency, thread_name_prefix="write") as pool:
-            futures = {pool.submit(self._run_link_unless_stopping, work, users): work for work in busy}
-            for future in as_completed(futures):
-                result = future.result()
-                if result is None:
-                    report.interrupted = True
-                    continue
-                self._finish(report, futures[future], result)
-        if report.interrupted:
-            log.info("stop requested: links not started are left for the next run",
-                     extra={"event": "cycle.interrupted"})
-
     def _run_link_unless_stopping(self, work: _Work, users: UserMap) -> _LinkResult | None:
         if self.stop_requested.is_set():
             return None
         return self._run_link(work, users)
 
-    def _guard(
-        self, report: CycleReport, works: Sequence[_Work], link_count: int, *, force: bool, dry_run: bool
-    ) -> bool:
-        """With every link planned and none written yet: refuse a mass change (it needs
-        `--force`), and quarantine links the bridge keeps rewriting (flapping).  False: stop."""
-        changing = [w.link for w in works if any(is_write(a) for a in w.actions)]
-        limit = self.settings.sync.mass_change_limit(link_count)
-        if len(changing) > limit and not force:
-            report.refused = (f"{len(changing)} links would be changed this cycle, more than the limit of {limit} "
-                              "(sync.max_changes_per_cycle); check with `sync --dry-run`, then run `sync --force`")
-            log.error("refused: %s", report.refused, extra={"event": "cycle.refused"})
-            return False
-        if dry_run or not changing:
-            return True
-        window, limit_flaps = self.settings.sync.flap_window_cycles, self.settings.sync.flap_limit
-        counts = self.store.cycles_writing(window)
-        for link in changing:
-            if counts.get(link.sentry_id, 0) >= limit_flaps:
-                detail = (f"written in {counts[link.sentry_id]} of the last {window} cycles; held back until "
-                          "resolved (`conflicts`)")
-                self.store.quarantine(link.sentry_id, link.tracker_key, detail, self.clock())
-                report.quarantined.append(link.sentry_id)
-                log.error("quarantined %s <-> %s: %s", link.sentry_id, link.tracker_key, detail,
-                          extra={"event": "link.quarantined", "link": link.sentry_id})
-        return True
+    def _unless_flapping(
+        self, report: CycleReport, works: Sequence[_Work], flaps: Mapping[str, int]
+    ) -> list[_Work]:
+        """Quarantine links the bridge keeps rewriting (flapping) instead of writing them again;
+        `flaps` counts the cycles before this one, so the cycle's own writes never count."""
+        window, limit = self.settings.sync.flap_window_cycles, self.settings.sync.flap_limit
+        kept: list[_Work] = []
+        for work in works:
+            link = work.link
+            if flaps.get(link.sentry_id, 0) < limit:
+                kept.append(work)
+                continue
+            detail = (f"written in {flaps[link.sentry_id]} of the last {window} cycles; held back until "
+                      "resolved (`conflicts`)")
+            self.store.quarantine(link.sentry_id, link.tracker_key, detail, self.clock())
+            report.quarantined.append(link.sentry_id)
+            log.error("quarantined %s <-> %s: %s", link.sentry_id, link.tracker_key, detail,
+                      extra={"event": "link.quarantined", "link": link.sentry_id})
+        return kept
 
     # -- reading ----------------------------------------------------------------------------
     def load_users(self) -> UserMap:

@@ -3,11 +3,12 @@ transition cache, failure isolation, ambiguous writes, and absence that must not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bridge.clients.http import RetryPolicy
@@ -43,7 +44,12 @@ class World:
         return str(self.sentry.issue_json(sid)["status"])
 
 
-def make_world(tmp_path: Path, **settings_kw: Any) -> World:
+def make_world(
+    tmp_path: Path, *, wrap: Callable[[str, httpx.BaseTransport], httpx.BaseTransport] | None = None,
+    **settings_kw: Any,
+) -> World:
+    """Both emulators in-process; `wrap(side, transport)` may put a transport of the test's own
+    between the bridge and an emulator (to watch or hold requests on the wire)."""
     sentry = SentryEmulator(org="acme")
     tracker = TrackerEmulator()
     sentry.add_project("backend")
@@ -59,10 +65,14 @@ def make_world(tmp_path: Path, **settings_kw: Any) -> World:
     }
     settings = Settings(**data)
     store = Store.open(settings.state.path)
+
+    def wrap_(side: str, transport: httpx.BaseTransport) -> httpx.BaseTransport:
+        return wrap(side, transport) if wrap else transport
+
     s_client, t_client = open_clients(
         settings, policy=RetryPolicy(attempts=3, waits=False),
-        sentry_transport=mock_transport(sentry, "http://sentry.test"),
-        tracker_transport=mock_transport(tracker, "http://tracker.test"),
+        sentry_transport=wrap_("sentry", mock_transport(sentry, "http://sentry.test")),
+        tracker_transport=wrap_("tracker", mock_transport(tracker, "http://tracker.test")),
     )
     return World(sentry, tracker, Engine(settings, store, s_client, t_client), store)
 

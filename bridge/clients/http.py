@@ -14,6 +14,7 @@ the bridge follows the same rules:
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import random
@@ -239,8 +240,13 @@ class ApiHttp:
         verify: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        max_in_flight: int | None = None,
     ) -> None:
         self.service = service
+        # `sync.concurrency` is per API: readers and writers of one cycle run at the same time, so
+        # the cap is on requests on the wire, not on threads (a thread waiting for the rate-limit
+        # window or a retry holds no slot).
+        self._slots = threading.BoundedSemaphore(max_in_flight) if max_in_flight else None
         self.policy = policy or RetryPolicy()
         self.stats = RequestStats()
         self.pacer = Pacer(clock)
@@ -328,9 +334,10 @@ class ApiHttp:
             self._sleep(wait)
         answer: httpx.Response | None = None
         try:
-            answer = self._client.request(
-                method, url, params=params, json=json_body, headers=dict(headers) if headers else None
-            )
+            with self._slots or contextlib.nullcontext():
+                answer = self._client.request(
+                    method, url, params=params, json=json_body, headers=dict(headers) if headers else None
+                )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self.stats.record(method, "connect-error", label)
             raise UnreachableError(f"cannot connect: {type(exc).__name__}", **common) from None

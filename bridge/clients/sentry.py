@@ -95,6 +95,7 @@ class SentryClient:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
         verify: bool = True,
+        max_in_flight: int | None = None,
     ) -> SentryClient:
         headers = {
             "Authorization": f"Bearer {token}",
@@ -102,7 +103,8 @@ class SentryClient:
             "User-Agent": USER_AGENT,
         }
         http = ApiHttp(
-            "sentry", url, headers, policy=policy, transport=transport, timeout=timeout, verify=verify
+            "sentry", url, headers, policy=policy, transport=transport, timeout=timeout, verify=verify,
+            max_in_flight=max_in_flight,
         )
         return cls(http, organization)
 

@@ -61,6 +61,7 @@ class TrackerClient:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
         verify: bool = True,
+        max_in_flight: int | None = None,
     ) -> TrackerClient:
         """Build the client; exactly one of `org_id` (Yandex 360) / `cloud_org_id` (Cloud)."""
         if bool(org_id) == bool(cloud_org_id):
@@ -75,7 +76,7 @@ class TrackerClient:
         else:
             headers["X-Cloud-Org-ID"] = str(cloud_org_id)
         http = ApiHttp("tracker", url, headers, policy=policy, transport=transport, timeout=timeout,
-                       verify=verify)
+                       verify=verify, max_in_flight=max_in_flight)
         return cls(http, api_version)
 
     @property
