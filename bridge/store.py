@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -258,7 +259,13 @@ class Store:
 
     # -- links ------------------------------------------------------------------------------
     def links(self) -> list[Link]:
-        return [Link(**row) for row in self._rows("SELECT * FROM links ORDER BY CAST(sentry_id AS INTEGER)")]
+        """Every link, in Sentry id order.  Built row by row (no list of row dicts first) and with
+        the few `origin` values shared: at 100,000 links that is tens of MB of peak RSS less."""
+        return [
+            Link(row["sentry_id"], row["tracker_key"], sys.intern(row["origin"]), row["created_at"],
+                 row["backlinked"])
+            for row in self.db.query("SELECT * FROM links ORDER BY CAST(sentry_id AS INTEGER)")
+        ]
 
     def link_count(self) -> int:
         return int(self._rows("SELECT count(*) AS n FROM links")[0]["n"])
