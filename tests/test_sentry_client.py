@@ -463,11 +463,64 @@ def test_pacer_spends_the_advertised_budget_then_waits_for_the_window() -> None:
     assert [pacer.delay(label) for _ in range(2)] == [0.0, 0.0]
     assert pacer.delay(label) == pytest.approx(0.81)  # budget spent: wait for the next window
     assert pacer.delay(label) == pytest.approx(0.81)  # and so does everyone else
+    for left in ("1", "0", "2"):  # the rest come back, in any order
+        pacer.done(label, {**headers, "x-sentry-rate-limit-remaining": left})
     now[0] = 1001.0
     assert [pacer.delay(label) for _ in range(5)] == [0.0] * 5  # the new window: the advertised limit
     assert pacer.delay(label) > 0
     pacer.done("other", {"x-sentry-rate-limit-remaining": "0"})  # no reset: not paced
     assert pacer.delay("other") == 0.0
+
+
+def window_headers(left: int, reset: int = 1001) -> dict[str, str]:
+    return {"x-sentry-rate-limit-limit": "5", "x-sentry-rate-limit-remaining": str(left),
+            "x-sentry-rate-limit-reset": str(reset)}
+
+
+def paced_window(now: list[float]) -> tuple[Any, str]:
+    """A pacer that knows the 5-per-second window ending at 1001 and has spent all of it."""
+    from bridge.clients.http import Pacer
+
+    pacer = Pacer(clock=lambda: now[0])
+    label = "PUT /api/0/organizations/acme/issues/{id}/"
+    pacer.delay(label)
+    pacer.done(label, window_headers(0))
+    return pacer, label
+
+
+def test_pacer_answers_out_of_order_waste_no_slot() -> None:
+    now = [1000.9]
+    pacer, label = paced_window(now)
+    now[0] = 1001.01  # the window turns; four workers were waiting for it
+    assert [pacer.delay(label) for _ in range(4)] == [0.0] * 4
+    # The server counted them in some order; the answers come back in another.
+    for left in (1, 4, 2, 3):
+        pacer.done(label, window_headers(left, 1002))
+    assert pacer.delay(label) == 0.0  # the fifth slot of the window is used
+    assert pacer.delay(label) > 0  # and no sixth
+
+
+def test_pacer_leaves_room_for_others_spending_the_same_budget() -> None:
+    now = [1000.9]
+    pacer, label = paced_window(now)
+    now[0] = 1001.01
+    assert [pacer.delay(label) for _ in range(2)] == [0.0] * 2
+    pacer.done(label, window_headers(1, 1002))  # 4 used: someone else sent two
+    assert pacer.delay(label) > 0  # the last slot may be taken by our other request in flight
+
+
+def test_pacer_counts_requests_in_flight_at_the_turn_against_the_new_window() -> None:
+    now = [1000.5]
+    pacer, label = paced_window(now)
+    now[0] = 1001.0
+    assert [pacer.delay(label) for _ in range(5)] == [0.0] * 5
+    for _ in range(3):
+        pacer.done(label, window_headers(2, 1002))
+    now[0] = 1002.0  # two are still on the wire: the server may count them in the new window
+    assert [pacer.delay(label) for _ in range(3)] == [0.0] * 3
+    assert pacer.delay(label) > 0
+    pacer.done(label, window_headers(0, 1002))  # a late answer from the window that is over
+    assert pacer.delay(label) == pytest.approx(1.01)  # changes nothing: still wait for 1003
 
 
 def test_endpoint_labels_fold_ids_but_not_the_api_version() -> None:

@@ -134,9 +134,15 @@ class _Window:
 class Pacer:
     """Spends the budget a server advertises per endpoint (`X-Sentry-Rate-Limit-Limit`,
     `-Remaining` and `-Reset`, epoch seconds): when this window's budget is gone, requests wait
-    for the window to turn instead of drawing a 429.  Requests still in flight count against the
-    budget (the server may not have counted them yet), so parallel workers do not overshoot.
-    Servers that send no such headers are not paced."""
+    for the window to turn instead of drawing a 429.  Servers that send no such headers are not
+    paced.
+
+    Within a window our own count is the budget (the advertised limit less what we sent, the
+    requests still in flight at the turn included, since the server may count them in either
+    window).  The server's `Remaining` only lowers it when it is below our own count: someone
+    else spends the same budget.  Answers of parallel requests come back in any order, so taking
+    every `Remaining` at face value minus what is still in flight would waste a slot in most
+    windows; an answer from a window that has already turned tells nothing and is ignored."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -153,8 +159,10 @@ class Pacer:
             now = self._clock()
             if window is not None and now >= window.reset:
                 if window.limit:
-                    # A new window: the advertised limit, until an answer tells the real budget.
-                    window = self._windows[label] = _Window(window.limit, now + 1.0, window.limit, False)
+                    # A new window: the advertised limit less what is still on the wire, until an
+                    # answer tells when it ends.
+                    budget = max(0, window.limit - self._inflight[label])
+                    window = self._windows[label] = _Window(budget, now + 1.0, window.limit, False)
                 else:
                     del self._windows[label]
                     window = None
@@ -183,12 +191,22 @@ class Pacer:
                 limit = int(headers.get("x-sentry-rate-limit-limit") or 0) or None
             except ValueError:
                 return
-            budget = max(0, left - self._inflight[label])
+            if until <= self._clock():
+                return  # counted in a window that is over
+            in_flight = self._inflight[label]
             window = self._windows.get(label)
-            if window is None or not window.confirmed or until > window.reset:
-                self._windows[label] = _Window(budget, until, limit or (window.limit if window else None))
-            else:
-                window.remaining = min(window.remaining, budget)
+            if window is None or (window.confirmed and until > window.reset):
+                # First sight of this window: how many of ours it counted already is unknown, so
+                # every request still in flight is taken as not yet counted.
+                known_limit = limit or (window.limit if window else None)
+                self._windows[label] = _Window(max(0, left - in_flight), until, known_limit)
+                return
+            if not window.confirmed:
+                # The window assumed at the turn: our count since then stands; the server says when it ends.
+                window.reset, window.confirmed = until, True
+                window.limit = limit or window.limit
+            if left < window.remaining:
+                window.remaining = max(0, left - in_flight)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
