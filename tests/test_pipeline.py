@@ -132,6 +132,30 @@ def test_a_cycle_that_ends_over_the_limit_has_written_nothing(tmp_path: Path) ->
     assert w.s_status(links[0][0]) == "resolved" and w.t_status(links[-1][1]) == "closed"
 
 
+def test_writes_in_flight_are_committed_when_a_later_read_ends_the_cycle(tmp_path: Path) -> None:
+    """The first batch's write is on its way when the third batch's read is refused (a revoked
+    token): the cycle ends as fatal, and the write that happened is still journaled with its
+    baseline, never left as a change nobody recorded."""
+    def slow_put(side: str, request: httpx.Request) -> None:
+        if side == "sentry" and request.method == "PUT":
+            time.sleep(0.3)  # still on the wire when the refused read ends the cycle
+
+    w, _ = wired_world(tmp_path, slow_put, sync={"max_changes_per_cycle": 10_000, "concurrency": 2})
+    links = [w.pair() for _ in range(300)]
+    assert w.cycle().ok
+    w.tracker.set_status(links[0][1], "closed", resolution="fixed")
+    w.sentry.inject("status", status=401, method="GET", path=r"/issues/$", query=r"(^|&)group=", after=2,
+                    times=10, body=b'{"detail": "Invalid token"}')
+    report = w.cycle()
+    assert report.fatal is not None and "credentials refused" in str(report.fatal)
+    assert report.writes("sentry") == 1 and w.s_status(links[0][0]) == "resolved"
+    assert [(e["side"], e["field"], e["outcome"]) for e in w.store.journal(links[0][0])][:1] == [
+        ("sentry", "status", "ok")]
+    w.sentry.clear_faults()
+    w.sentry.clear_log()
+    assert w.cycle().ok and w.sentry.writes() == [] and w.tracker.writes() == []
+
+
 def test_a_stop_during_the_read_ends_the_cycle_there(tmp_path: Path) -> None:
     stopping = threading.Event()
     engine: list[Engine] = []
