@@ -1,7 +1,7 @@
 """On-demand scale benchmark (not part of the default suite):
 
     python -m tests.bench.bench_scale [--sizes 1000,10000,100000] [--changes 1000]
-        [--latency-ms 50] [--create 100] [--json FILE]
+        [--latency-ms 50] [--create 100] [--max-changes N|default] [--json FILE]
 
 The emulators of both APIs run in a child process on loopback, each request answered after a
 fixed latency; Sentry advertises its rate limits in X-Sentry-Rate-Limit-* headers (issue detail
@@ -141,7 +141,7 @@ class Emulators:
         self.process.join(timeout=10)
 
 
-def make_engine(folder: Path, urls: dict[str, str], concurrency: int) -> Any:
+def make_engine(folder: Path, urls: dict[str, str], concurrency: int, max_changes: int | None = 1_000_000) -> Any:
     from bridge.clients.http import RetryPolicy
     from bridge.config import Settings
     from bridge.connect import open_clients
@@ -152,7 +152,7 @@ def make_engine(folder: Path, urls: dict[str, str], concurrency: int) -> Any:
         sentry={"url": urls["sentry"], "organization": "acme", "token": "sentry-token"},
         tracker={"url": urls["tracker"], "org_id": "1234567", "token": "tracker-token", "queue": "OPS"},
         state={"path": folder / "state.db"},
-        sync={"concurrency": concurrency, "full_resync_every": 1000, "max_changes_per_cycle": 1_000_000},
+        sync={"concurrency": concurrency, "full_resync_every": 1000, "max_changes_per_cycle": max_changes},
         create={"enabled": True, "max_per_cycle": 100_000},
     )
     sentry, tracker = open_clients(settings, policy=RetryPolicy(attempts=8, deadline_seconds=120))
@@ -180,11 +180,13 @@ def timed(engine: Any, emulators: Emulators) -> dict[str, Any]:
     return row
 
 
-def bench_size(n: int, k: int, m: int, latency: float, concurrency: int) -> dict[str, Any]:
+def bench_size(
+    n: int, k: int, m: int, latency: float, concurrency: int, max_changes: int | None = 1_000_000
+) -> dict[str, Any]:
     emulators = Emulators(latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            engine = make_engine(Path(tmp), emulators.urls, concurrency)
+            engine = make_engine(Path(tmp), emulators.urls, concurrency, max_changes)
             pairs = []
             while len(pairs) < n:
                 pairs += emulators.call("seed", min(10_000, n - len(pairs)))
@@ -206,6 +208,7 @@ def bench_size(n: int, k: int, m: int, latency: float, concurrency: int) -> dict
             floor = max(floor_latency, floor_rate)
             return {
                 "n": n,
+                "max_changes_per_cycle": engine.settings.sync.mass_change_limit(n),
                 "first_full_cycle": first,
                 "idle": idle,
                 "idle_budget": math.ceil(n / 100) + USERS + 5,
@@ -225,32 +228,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-changes", default="1000000",
+                        help="sync.max_changes_per_cycle, or 'default' for the product's default (20%% of links, "
+                             "at least 50); writes overlap the read only once the guard cannot be crossed")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     latency = args.latency_ms / 1000
+    max_changes = None if args.max_changes == "default" else int(args.max_changes)
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
         # A fresh process per size, so that peak RSS belongs to that size alone.
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_one, args=(child, n, min(args.changes, n), args.create, latency, args.concurrency))
+        proc = ctx.Process(target=_one, args=(child, n, min(args.changes, n), args.create, latency, args.concurrency,
+                                                     max_changes))
         proc.start()
         rows.append(parent.recv())
         proc.join()
         print_row(rows[-1], latency, args.concurrency)
+    print_table(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
 
 
-def _one(conn: Connection, n: int, k: int, m: int, latency: float, concurrency: int) -> None:
-    conn.send(bench_size(n, k, m, latency, concurrency))
+def _one(
+    conn: Connection, n: int, k: int, m: int, latency: float, concurrency: int, max_changes: int | None
+) -> None:
+    conn.send(bench_size(n, k, m, latency, concurrency, max_changes))
 
 
 def print_row(row: dict[str, Any], latency: float, concurrency: int) -> None:
     idle, ch, cr, first = row["idle"], row["changes"], row["create"], row["first_full_cycle"]
     lines = [
         f"N={row['n']:>7}  latency={latency * 1000:.0f}ms concurrency={concurrency}  "
+        f"max_changes_per_cycle={row['max_changes_per_cycle']}  "
         f"peak RSS {row['peak_rss_mb']} MB",
         f"  first full cycle  {first['wall_s']:>7}s  requests sentry={first['sentry_requests']} "
         f"tracker={first['tracker_requests']}",
@@ -264,6 +276,25 @@ def print_row(row: dict[str, Any], latency: float, concurrency: int) -> None:
         f"tracker={cr['tracker_requests']}",
     ]
     print("\n".join(lines))
+    sys.stdout.flush()
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """The figures the scale targets name, one row per N."""
+    head = ("N", "idle req", "budget", "idle cpu s", "K wall s", "floor s", "ratio", "429s", "peak RSS MB",
+            "create s")
+    lines = [head]
+    for row in rows:
+        idle, ch, cr = row["idle"], row["changes"], row["create"]
+        lines.append((
+            str(row["n"]), str(idle["sentry_requests"] + idle["tracker_requests"]), str(row["idle_budget"]),
+            str(idle["cpu_s"]), str(ch["wall_s"]), str(ch["floor_s"]), str(ch["ratio_to_floor"]),
+            str(ch["sentry_429"] + ch["tracker_429"]), str(row["peak_rss_mb"]), str(cr["wall_s"]),
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    print()
+    for line in lines:
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
     sys.stdout.flush()
 
 
