@@ -57,6 +57,7 @@ class _Seen:
     stats: RequestStats
     requests: Tally[tuple[str, str]]
     retries: Tally[str]
+    waited: dict[str, float]
 
 
 class Metrics:
@@ -84,6 +85,10 @@ class Metrics:
                                 ["service", "endpoint", "status"], registry=r)
         self.retries = Counter("bridge_api_retries", "API request retries by service and endpoint",
                                ["service", "endpoint"], registry=r)
+        self.rate_limit_wait = Counter(
+            "bridge_api_rate_limit_wait_seconds",
+            "Seconds spent waiting for an API's rate limit (its advertised window, or after a 429)",
+            ["service", "endpoint"], registry=r)
         for result in ("ok", "failed", "aborted", "refused", "interrupted", "crashed"):
             self.cycles.labels(result)  # present from the start, so rate() works from the first scrape
         self._seen: dict[str, _Seen] = {}
@@ -113,9 +118,10 @@ class Metrics:
         object (new clients after a reload) starts from zero."""
         with self._lock:
             requests, retries = Tally(stats.by_endpoint), Tally(stats.retries_by_endpoint)
+            waited = dict(stats.waited_by_endpoint)
             seen = self._seen.get(service)
             if seen is None or seen.stats is not stats:
-                seen = _Seen(stats, Tally(), Tally())
+                seen = _Seen(stats, Tally(), Tally(), {})
             for (endpoint, status), n in requests.items():
                 delta = n - seen.requests.get((endpoint, status), 0)
                 if delta > 0:
@@ -124,7 +130,11 @@ class Metrics:
                 delta = n - seen.retries.get(endpoint, 0)
                 if delta > 0:
                     self.retries.labels(service, endpoint).inc(delta)
-            self._seen[service] = _Seen(stats, requests, retries)
+            for endpoint, seconds in waited.items():
+                delta_s = seconds - seen.waited.get(endpoint, 0.0)
+                if delta_s > 0:
+                    self.rate_limit_wait.labels(service, endpoint).inc(delta_s)
+            self._seen[service] = _Seen(stats, requests, retries, waited)
 
 
 class Health:

@@ -351,6 +351,7 @@ def test_real_rate_limit_waits_until_reset(emu: SentryEmulator) -> None:
     # drawing a 429.
     assert [r.status for r in emu.requests("GET")] == [200, 200]
     assert len(clock.slept) == 1 and 0 < clock.slept[0] <= 1.02  # to the next 1-second window
+    assert http.stats.waited_by_endpoint == {"GET /api/0/organizations/acme/issues/{id}/": clock.slept[0]}
     # A fresh client (knowing no budget) meets the spent window: the 429 is waited out by its
     # reset header, and from then on the pacer keeps it away.
     fresh = SentryClient(ApiHttp("sentry", BASE, {"Authorization": "Bearer sentry-token"}, policy=policy,
@@ -360,6 +361,9 @@ def test_real_rate_limit_waits_until_reset(emu: SentryEmulator) -> None:
     fresh.get_issue(issue_id)
     fresh.get_issue(issue_id)
     assert [r.status for r in emu.requests("GET")] == [429, 200, 200]
+    # Both kinds of wait are counted as waiting for the rate limit: after the 429, and the pacing.
+    assert sum(fresh.stats.waited_by_endpoint.values()) == pytest.approx(sum(clock.slept[1:]))
+    assert len(clock.slept) == 3
 
 
 def test_5xx_is_retried(client: SentryClient, emu: SentryEmulator) -> None:

@@ -86,12 +86,16 @@ def endpoint_label(method: str, path: str) -> str:
 class RequestStats:
     """Counts of what was sent, for the cycle summary, metrics and tests.  Thread-safe.
 
-    `by_endpoint` counts (endpoint label, status) pairs; `retries_by_endpoint` the retries."""
+    `by_endpoint` counts (endpoint label, status) pairs; `retries_by_endpoint` the retries;
+    `waited_by_endpoint` the seconds spent waiting for a rate limit (the pacer's waits for the
+    window to turn and the waits after a 429): at scale they tell a bridge bound by the APIs'
+    budgets from one bound by latency."""
 
     requests: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     by_endpoint: Counter[tuple[str, str]] = field(default_factory=Counter)
     retries_by_endpoint: Counter[str] = field(default_factory=Counter)
+    waited_by_endpoint: dict[str, float] = field(default_factory=dict)
     retries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -105,6 +109,10 @@ class RequestStats:
         with self._lock:
             self.retries += 1
             self.retries_by_endpoint[endpoint] += 1
+
+    def record_wait(self, endpoint: str, seconds: float) -> None:
+        with self._lock:
+            self.waited_by_endpoint[endpoint] = self.waited_by_endpoint.get(endpoint, 0.0) + seconds
 
     @property
     def total(self) -> int:
@@ -120,6 +128,7 @@ class RequestStats:
             self.statuses.clear()
             self.by_endpoint.clear()
             self.retries_by_endpoint.clear()
+            self.waited_by_endpoint.clear()
             self.retries = 0
 
 
@@ -149,7 +158,6 @@ class Pacer:
         self._lock = threading.Lock()
         self._windows: dict[str, _Window] = {}
         self._inflight: Counter[str] = Counter()
-        self.waited_seconds = 0.0
 
     def delay(self, label: str, *, force: bool = False) -> float:
         """0: send now (counted as in flight until `done`).  Else: seconds to wait, then ask
@@ -171,9 +179,7 @@ class Pacer:
                     window.remaining -= 1
                 self._inflight[label] += 1
                 return 0.0
-            wait = max(0.01, window.reset - now + 0.01)
-            self.waited_seconds += wait
-            return wait
+            return max(0.01, window.reset - now + 0.01)
 
     def done(self, label: str, headers: Mapping[str, str] | None) -> None:
         """A request on `label` finished; learn the budget from its answer's headers, if any."""
@@ -316,7 +322,10 @@ class ApiHttp:
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
-            return self.policy.wait_for(error, state.attempt_number) if error else 0.0
+            seconds = self.policy.wait_for(error, state.attempt_number) if error else 0.0
+            if isinstance(error, RateLimitedError) and self.policy.waits:
+                self.stats.record_wait(label, seconds)
+            return seconds
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             self.stats.record_retry(label)
@@ -349,6 +358,7 @@ class ApiHttp:
             wait = self.pacer.delay(label, force=round_ == PACE_ROUNDS - 1 or not self.policy.waits)
             if wait <= 0:
                 break
+            self.stats.record_wait(label, wait)
             self._sleep(wait)
         answer: httpx.Response | None = None
         try:
