@@ -319,13 +319,14 @@ class _WritePool:
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[Future[_LinkResult | None], _Work] = {}
 
-    def start(self, works: Iterable[_Work]) -> None:
+    def start(self, works: Sequence[_Work]) -> None:
+        if not works:
+            return  # most cycles write nothing: no threads for them
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._engine.settings.sync.concurrency,
+                                            thread_name_prefix="write")
         for work in works:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self._engine.settings.sync.concurrency,
-                                                thread_name_prefix="write")
-            future = self._pool.submit(self._engine._run_link_unless_stopping, work, self._users)
-            self._running[future] = work
+            self._running[self._pool.submit(self._engine._run_link_unless_stopping, work, self._users)] = work
 
     def commit_done(self) -> None:
         """Commit the links whose writes have finished, without waiting for the others."""
@@ -340,9 +341,6 @@ class _WritePool:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
-        if self._report.interrupted:
-            log.info("stop requested: links not started are left for the next run",
-                     extra={"event": "cycle.interrupted"})
 
     def _commit(self, futures: Iterable[Future[_LinkResult | None]]) -> None:
         for future in futures:
@@ -468,6 +466,9 @@ class Engine:
         updates, cursor = ({}, report.started.isoformat()) if full else self._tracker_updates(links)
         guard = MassChangeGuard(self.settings.sync.mass_change_limit(len(links)), len(active), force=force)
         missing = self._sync_links(report, active, users, bookmarks, updates, guard, full=full, dry_run=dry_run)
+        if report.interrupted:
+            log.info("stop requested: links not read or not started are left for the next run",
+                     extra={"event": "cycle.interrupted"})
         if report.refused or report.interrupted:
             return
         for link, error in missing:
@@ -506,25 +507,14 @@ class Engine:
                 for chunk, batch in self._read_batches(active, updates, full=full, remember=not dry_run):
                     bar.advance(len(chunk))
                     tally.add(len(chunk), batch)
-                    changing = 0
-                    for work in self._plan_batch(chunk, batch, users, bookmarks, missing, dry_run=dry_run):
-                        if any(is_write(a) for a in work.actions):
-                            held.append(work)
-                            changing += 1
-                        elif dry_run:
-                            _describe_outcome(self._outcome(report, work.link), work.actions)
-                        else:
-                            # Adopt, conflict, unmapped: no remote write, nothing for the guard.
-                            self._finish(report, work, self._run_link(work, users))
-                    guard.planned(len(chunk), changing)
+                    works = self._plan_batch(chunk, batch, users, bookmarks, missing, dry_run=dry_run)
+                    guard.planned(len(chunk), self._hold_writes(report, works, users, held, dry_run=dry_run))
                     if guard.releasable and held and not dry_run:
                         writes.start(self._unless_flapping(report, held, flaps))
                         held = []
                     writes.commit_done()
                     if self.stop_requested.is_set():
                         report.interrupted = True
-                        log.info("stop requested: links not read yet are left for the next run",
-                                 extra={"event": "cycle.interrupted"})
                         return missing
             _refuse_empty_side("sentry", tally.wanted, tally.sentry_found, tally.sentry_failed)
             _refuse_empty_side("tracker", tally.wanted, tally.tracker_found, tally.tracker_failed)
@@ -542,6 +532,22 @@ class Engine:
         finally:
             writes.drain()
         return missing
+
+    def _hold_writes(
+        self, report: CycleReport, works: Sequence[_Work], users: UserMap, held: list[_Work], *, dry_run: bool
+    ) -> int:
+        """Links with writes go to `held` for the guard (their count is returned); the rest
+        (adopt, conflict, unmapped) are committed now, or only described in a dry run."""
+        changing = 0
+        for work in works:
+            if any(is_write(a) for a in work.actions):
+                held.append(work)
+                changing += 1
+            elif dry_run:
+                _describe_outcome(self._outcome(report, work.link), work.actions)
+            else:
+                self._finish(report, work, self._run_link(work, users))
+        return changing
 
     def _plan_batch(
         self, chunk: list[Link], batch: _Batch, users: UserMap, bookmarks: Mapping[str, frozenset[str]] | None,

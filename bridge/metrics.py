@@ -21,10 +21,10 @@ import logging
 import socket
 import threading
 import time
-from collections import Counter as Tally
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -34,6 +34,7 @@ from bridge.engine import CycleReport
 from bridge.errors import BridgeError
 
 log = logging.getLogger("bridge.metrics")
+K = TypeVar("K")
 
 HEALTH_WINDOW_INTERVALS = 3
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -54,10 +55,21 @@ def cycle_result(report: CycleReport) -> str:
 
 @dataclass
 class _Seen:
+    """The cumulative counts of one `RequestStats` at the last call: the next call adds only
+    what grew since."""
+
     stats: RequestStats
-    requests: Tally[tuple[str, str]]
-    retries: Tally[str]
+    requests: dict[tuple[str, str], int]
+    retries: dict[str, int]
     waited: dict[str, float]
+
+
+def _growth(now: Mapping[K, float], before: Mapping[K, float]) -> Iterator[tuple[K, float]]:
+    """Keys whose cumulative count grew, with how much."""
+    for key, value in now.items():
+        delta = value - before.get(key, 0)
+        if delta > 0:
+            yield key, delta
 
 
 class Metrics:
@@ -117,24 +129,18 @@ class Metrics:
         """Add what `stats` counted since the last call for this service.  A different stats
         object (new clients after a reload) starts from zero."""
         with self._lock:
-            requests, retries = Tally(stats.by_endpoint), Tally(stats.retries_by_endpoint)
-            waited = dict(stats.waited_by_endpoint)
+            now = _Seen(stats, dict(stats.by_endpoint), dict(stats.retries_by_endpoint),
+                        dict(stats.waited_by_endpoint))
             seen = self._seen.get(service)
             if seen is None or seen.stats is not stats:
-                seen = _Seen(stats, Tally(), Tally(), {})
-            for (endpoint, status), n in requests.items():
-                delta = n - seen.requests.get((endpoint, status), 0)
-                if delta > 0:
-                    self.requests.labels(service, endpoint, status).inc(delta)
-            for endpoint, n in retries.items():
-                delta = n - seen.retries.get(endpoint, 0)
-                if delta > 0:
-                    self.retries.labels(service, endpoint).inc(delta)
-            for endpoint, seconds in waited.items():
-                delta_s = seconds - seen.waited.get(endpoint, 0.0)
-                if delta_s > 0:
-                    self.rate_limit_wait.labels(service, endpoint).inc(delta_s)
-            self._seen[service] = _Seen(stats, requests, retries, waited)
+                seen = _Seen(stats, {}, {}, {})
+            for (endpoint, status), n in _growth(now.requests, seen.requests):
+                self.requests.labels(service, endpoint, status).inc(n)
+            for endpoint, n in _growth(now.retries, seen.retries):
+                self.retries.labels(service, endpoint).inc(n)
+            for endpoint, seconds in _growth(now.waited, seen.waited):
+                self.rate_limit_wait.labels(service, endpoint).inc(seconds)
+            self._seen[service] = now
 
 
 class Health:

@@ -259,8 +259,8 @@ class Store:
 
     # -- links ------------------------------------------------------------------------------
     def links(self) -> list[Link]:
-        """Every link, in Sentry id order.  Built row by row (no list of row dicts first) and with
-        the few `origin` values shared: at 100,000 links that is tens of MB of peak RSS less."""
+        """Every link, in Sentry id order.  Built row by row (no list of N row dicts first), with
+        the few `origin` values shared: this list is held for a whole cycle."""
         return [
             Link(row["sentry_id"], row["tracker_key"], sys.intern(row["origin"]), row["created_at"],
                  row["backlinked"])

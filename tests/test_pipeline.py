@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from bridge.clients.http import ApiHttp, RetryPolicy
 from bridge.engine import TRACKER_CURSOR, Engine
 from bridge.guard import MassChangeGuard
+from bridge.sandbox.http import may_write
 from tests.test_engine import World, make_world
 
 
@@ -38,10 +39,6 @@ class Wire(httpx.BaseTransport):
 
 def is_read_batch(side: str, request: httpx.Request) -> bool:
     return side == "sentry" and request.method == "GET" and "group" in request.url.params
-
-
-def is_write(request: httpx.Request) -> bool:
-    return request.method != "GET" and not request.url.path.endswith(("/_search", "/_findByUnique"))
 
 
 def wired_world(tmp_path: Path, hold: Callable[[str, httpx.Request], None] | None = None, **settings: object
@@ -108,7 +105,7 @@ def test_no_write_before_the_guard_can_no_longer_be_crossed(tmp_path: Path) -> N
     report = w.cycle()
     assert report.ok and report.writes("tracker") == 12
     last_read = max(i for i, (side, r) in enumerate(sent) if is_read_batch(side, r))
-    first_write = min(i for i, (_, r) in enumerate(sent) if is_write(r))
+    first_write = min(i for i, (_, r) in enumerate(sent) if may_write(r.method, r.url.path))
     assert first_write > last_read
 
 

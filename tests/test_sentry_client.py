@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.clients.http import ApiHttp, RetryPolicy
+from bridge.clients.http import ApiHttp, Pacer, RetryPolicy
 from bridge.clients.sentry import PageLink, SentryClient, parse_link_header
 from bridge.errors import (
     AuthError,
@@ -454,8 +454,6 @@ def test_loopback_roundtrip_smoke(served: SentryClient, emu: SentryEmulator, clo
 
 
 def test_pacer_spends_the_advertised_budget_then_waits_for_the_window() -> None:
-    from bridge.clients.http import Pacer
-
     now = [1000.2]
     pacer = Pacer(clock=lambda: now[0])
     label = "PUT /api/0/organizations/acme/issues/{id}/"
@@ -481,10 +479,8 @@ def window_headers(left: int, reset: int = 1001) -> dict[str, str]:
             "x-sentry-rate-limit-reset": str(reset)}
 
 
-def paced_window(now: list[float]) -> tuple[Any, str]:
+def paced_window(now: list[float]) -> tuple[Pacer, str]:
     """A pacer that knows the 5-per-second window ending at 1001 and has spent all of it."""
-    from bridge.clients.http import Pacer
-
     pacer = Pacer(clock=lambda: now[0])
     label = "PUT /api/0/organizations/acme/issues/{id}/"
     pacer.delay(label)

@@ -113,6 +113,11 @@ class HangUp(Exception):  # noqa: N818
         self.applied = applied
 
 
+def may_write(method: str, path: str) -> bool:
+    """Whether a request may change state: anything but GET, except the POST searches."""
+    return method != "GET" and not path.endswith(("/_search", "/_findByUnique"))
+
+
 @dataclass
 class LoggedRequest:
     method: str
@@ -198,8 +203,7 @@ class EmulatorBase:
 
     def writes(self) -> list[LoggedRequest]:
         """Logged requests that may change state (anything but GET, and not searches)."""
-        return [r for r in self.requests() if r.method != "GET" and not r.path.endswith("/_search")
-                and not r.path.endswith("/_findByUnique")]
+        return [r for r in self.requests() if may_write(r.method, r.path)]
 
     def clear_log(self) -> None:
         with self.lock:

@@ -35,6 +35,9 @@ USERS = 5
 SENTRY_DETAIL_LIMIT = 5
 SENTRY_LIST_LIMIT = 20
 TRACKER_LIMIT = 50
+# sync.max_changes_per_cycle: above any N measured, so K changes of up to all links are allowed
+# and writes overlap the read from the first batch.
+MAX_CHANGES = 1_000_000
 
 
 # -- the emulator process ------------------------------------------------------------------------
@@ -141,7 +144,7 @@ class Emulators:
         self.process.join(timeout=10)
 
 
-def make_engine(folder: Path, urls: dict[str, str], concurrency: int, max_changes: int | None = 1_000_000) -> Any:
+def make_engine(folder: Path, urls: dict[str, str], concurrency: int, max_changes: int | None = MAX_CHANGES) -> Any:
     from bridge.clients.http import RetryPolicy
     from bridge.config import Settings
     from bridge.connect import open_clients
@@ -181,7 +184,7 @@ def timed(engine: Any, emulators: Emulators) -> dict[str, Any]:
 
 
 def bench_size(
-    n: int, k: int, m: int, latency: float, concurrency: int, max_changes: int | None = 1_000_000
+    n: int, k: int, m: int, latency: float, concurrency: int, max_changes: int | None = MAX_CHANGES
 ) -> dict[str, Any]:
     emulators = Emulators(latency)
     try:
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--max-changes", default="1000000",
+    parser.add_argument("--max-changes", default=str(MAX_CHANGES),
                         help="sync.max_changes_per_cycle, or 'default' for the product's default (20%% of links, "
                              "at least 50); writes overlap the read only once the guard cannot be crossed")
     parser.add_argument("--json", help="also write the figures to this file")
