@@ -47,13 +47,13 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from bridge.core.values import SENTRY_WRITABLE_STATES, SentryWritableState
 from bridge.errors import ConfigError
 
 # -- vocabulary --------------------------------------------------------------------------------
 
-#: The states Sentry's issue PUT accepts (`resolvedInNextRelease` reads back as resolved +
-#: `statusDetails.inNextRelease`).
-SENTRY_STATES: tuple[str, ...] = ("unresolved", "resolved", "resolvedInNextRelease", "ignored")
+#: The states Sentry's issue PUT accepts (the one list: `bridge.core.values`).
+SENTRY_STATES: tuple[str, ...] = SENTRY_WRITABLE_STATES
 
 #: The substatuses Sentry reports, by the status they occur with (a resolve clears substatus).
 SENTRY_SUBSTATUSES: Mapping[str, tuple[str, ...]] = {
@@ -150,7 +150,6 @@ def _normalise_url(value: str) -> str:
 
 SentryStateKey = Annotated[str, AfterValidator(_canonical_state)]
 SentryLevelKey = Annotated[str, AfterValidator(_canonical_level)]
-SentryWritableState = Literal["unresolved", "resolved", "resolvedInNextRelease", "ignored"]
 FieldDirection = Literal["both", "to_tracker", "to_sentry", "off"]
 NonEmpty = Annotated[str, Field(min_length=1)]
 HttpUrl = Annotated[str, AfterValidator(_normalise_url)]

@@ -191,13 +191,13 @@ class WatchedStore(Store):
     """The engine's store; every per-link commit is a sign of progress for the watchdog (a cycle
     over many links that are all in step makes no request for a while, but commits each link)."""
 
-    def __init__(self, db: Any) -> None:
-        super().__init__(db)
+    def __init__(self, db: Any, path: Path | None = None) -> None:
+        super().__init__(db, path)
         self.beat: Callable[[], None] = _nothing
 
-    def commit_link(self, *args: Any, **kwargs: Any) -> None:
+    def commit_run(self, *args: Any, **kwargs: Any) -> None:
         self.beat()
-        super().commit_link(*args, **kwargs)
+        super().commit_run(*args, **kwargs)
 
     def record_failure(self, *args: Any, **kwargs: Any) -> int:
         self.beat()

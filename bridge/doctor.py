@@ -23,12 +23,12 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
-from bridge.clients.sentry import SentryClient, parse_link_header
+from bridge.clients.sentry import SentryClient, next_cursor
 from bridge.clients.tracker import TrackerClient
 from bridge.config import SENTRY_STATES, Settings, StatusMapping
+from bridge.core.mapping import build_user_map, sentry_state_satisfies, status_to_sentry, status_to_tracker
+from bridge.core.workflow import Transition, parse_transitions, shortest_path
 from bridge.errors import AuthError, NotFoundError, RemoteError
-from bridge.mapping import build_user_map, sentry_state_satisfies, status_to_sentry, status_to_tracker
-from bridge.workflow import Transition, parse_transitions, shortest_path
 
 Level = Literal["pass", "warn", "fail"]
 LEVELS: tuple[Level, ...] = ("pass", "warn", "fail")
@@ -404,10 +404,10 @@ class Doctor:
             if not isinstance(data, list):
                 raise self.sentry.http.bad(response, "expected a list of teams")
             found.extend(t for t in data if isinstance(t, dict))
-            nxt = parse_link_header(response.headers.get("link")).get("next")
-            if nxt is None or not nxt.results or not nxt.cursor or nxt.cursor == cursor:
+            nxt = next_cursor(response)
+            if not nxt or nxt == cursor:
                 break
-            cursor = nxt.cursor
+            cursor = nxt
         return found
 
     def check_projects(self, teams: Sequence[Mapping[str, Any]]) -> None:

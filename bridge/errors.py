@@ -45,6 +45,10 @@ class RemoteError(BridgeError):
         self.endpoint = endpoint
         self.status = status
         self.excerpt = excerpt
+        # An earlier attempt of the same request may have been applied with its answer lost (a
+        # timeout, a dropped connection or a 5xx, then retried): a 409 after it may be our own
+        # write meeting itself, not a person's edit.
+        self.after_lost_answer = False
         super().__init__(message)
 
     def describe(self) -> str:

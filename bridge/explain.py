@@ -1,12 +1,12 @@
 """`explain SENTRY_ID|TRACKER_KEY`: why a linked pair looks the way it does, and what the next
 cycle would do with it.
 
-It reads both issues now, the baseline pair of each field, the followers the bridge owns, and asks
-the same pure planner the engine uses (`plan_link`) what to do.  Each field then gets a decision
-and the reason: the action's own `reason` when there is one, else why nothing happens (in step,
-unchanged since the baseline, direction off, bookmarks unknown).  The mapping rows and user
-matches involved, the link's open conflicts, its failure record and recent journal entries come
-with it.
+It reads both issues now and what the store knows of the link (the same `Store.link_states` the
+engine plans from: baselines, owned followers, open conflicts, writes still pending) and asks the
+same pure planner (`plan_for`) what to do.  Each field then gets a decision and the planner's own
+reasons, including why nothing happens (`Hold`); nothing here re-derives a reason.  The mapping
+rows and user matches involved, the link's open conflicts, its failure record and recent journal
+entries come with it.
 
 Read-only by construction: the state file is opened read-only (SQLite refuses writes), no lock is
 taken (it may run beside the service), and only GET requests and searches go to the servers.
@@ -23,9 +23,19 @@ from typing import Any
 from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings
-from bridge.engine import describe_action, policy_from
-from bridge.errors import RemoteError
-from bridge.mapping import (
+from bridge.core.actions import (
+    WRITE_KINDS,
+    Action,
+    Adopt,
+    Hold,
+    Reconcile,
+    RecordConflict,
+    ReportUnmapped,
+    describe,
+    is_write,
+)
+from bridge.core.linkrun import Link
+from bridge.core.mapping import (
     UserMap,
     assignee_in_step,
     base_state,
@@ -33,40 +43,18 @@ from bridge.mapping import (
     outside_search_window,
     sentry_assignee,
     sentry_state,
+    snapshot,
     status_in_step,
     tracker_assignee,
     tracker_followers,
     tracker_status,
 )
-from bridge.plan import (
-    FIELDS,
-    WRITES,
-    Action,
-    Adopt,
-    Field,
-    Pair,
-    Policy,
-    RecordConflict,
-    ReportUnmapped,
-    Snapshot,
-    Value,
-    is_write,
-    plan_link,
-)
-from bridge.store import Link, Store
+from bridge.core.plan import Policy, plan_for
+from bridge.core.values import FIELDS, Field, Pair, scalar, shown, text
+from bridge.errors import RemoteError
+from bridge.store import Store
 
 JOURNAL_SHOWN = 10
-
-
-def shown(value: Value) -> Any:
-    """A field value for people and JSON: sets as sorted lists, unassigned as None."""
-    return sorted(value) if isinstance(value, frozenset) else value
-
-
-def text(value: Value) -> str:
-    if isinstance(value, frozenset):
-        return "{" + ", ".join(sorted(value)) + "}" if value else "{}"
-    return "-" if value is None else str(value)
 
 
 # -- the pure part: one field's decision and why -----------------------------------------------
@@ -142,55 +130,29 @@ def follower_rows(pair: Pair, owned: frozenset[str], users: UserMap) -> list[str
     return rows
 
 
-def decide_field(
-    name: Field,
-    baseline: Pair | None,
-    now: Pair,
-    actions: list[Action],
-    policy: Policy,
-    users: UserMap,
-    *,
-    bookmarks_why: str = "",
-) -> tuple[str, str, bool | None]:
-    """(decision, why, in step) for one field, given what the planner returned for it."""
+def decide_field(name: Field, now: Pair, actions: list[Action], policy: Policy, users: UserMap,
+                 ) -> tuple[str, str, bool | None]:
+    """(decision, why, in step) for one field: the decision names the kinds of actions the
+    planner returned for it, the why is their reasons (never worked out again here)."""
     in_step: bool | None = None
-    if name == "status" and isinstance(now.sentry, str) and isinstance(now.tracker, str):
-        in_step = status_in_step(now.sentry, now.tracker, policy.status_table)
+    state, status = scalar(now.sentry), scalar(now.tracker)
+    if name == "status" and state is not None and status is not None:
+        in_step = status_in_step(state, status, policy.status_table)
     elif name == "assignee":
-        sentry_now = now.sentry if isinstance(now.sentry, str) else None
-        tracker_now = now.tracker if isinstance(now.tracker, str) else None
-        in_step = assignee_in_step(sentry_now, tracker_now, users)
-    if actions:
-        kinds = {type(a) for a in actions}
-        writes = [describe_action(a) for a in actions if is_write(a)]
-        if writes:
-            sides = sorted({str(d.get("side")) for d in writes})
-            decision = "write " + " and ".join(sides)
-        elif RecordConflict in kinds:
-            decision = "conflict: recorded, nothing written"
-        elif ReportUnmapped in kinds:
-            decision = "not synced: no counterpart"
-        elif Adopt in kinds:
-            decision = "adopt: baseline moves, no write"
-        else:
-            decision = "act"
-        return decision, "; ".join(a.reason for a in actions), in_step
-    direction = policy.directions.get(name, "off")
-    if name == "followers":
-        if not policy.allows("followers", "tracker"):
-            return "nothing", "sync.fields.followers = off: followers are never touched", None
-        if not isinstance(now.sentry, frozenset):
-            return "nothing", f"bookmarks unknown ({bookmarks_why or 'not learned'}): unknown is not 'nobody'", None
-        return ("nothing", "no bookmark came or went since the baseline; followers people added or removed by "
-                "hand are left alone", None)
-    if direction == "off":
-        return "nothing", f"sync.fields.{name} = off: never touched", in_step
-    if baseline is not None and now == baseline:
-        if in_step is False:
-            return ("nothing", "unchanged on both sides since the baseline, but not in step: waits for a change "
-                    "on either side (or `conflicts resolve`)", in_step)
-        return "nothing", "in step, and unchanged on both sides since the baseline", in_step
-    return "nothing", "nothing to do", in_step
+        in_step = assignee_in_step(state, status, users)
+    kinds = {type(a) for a in actions}
+    writes = [describe(a) for a in actions if is_write(a)]
+    if writes:
+        decision = "write " + " and ".join(sorted({str(d.get("side")) for d in writes}))
+    elif RecordConflict in kinds:
+        decision = "conflict: recorded, nothing written"
+    elif ReportUnmapped in kinds:
+        decision = "not synced: no counterpart"
+    elif Adopt in kinds or Reconcile in kinds:
+        decision = "adopt: baseline moves, no write"
+    else:
+        decision = "nothing"
+    return decision, "; ".join(a.reason for a in actions), in_step
 
 
 # -- the shell: reading both sides -------------------------------------------------------------
@@ -212,7 +174,7 @@ class Explanation:
 
     @property
     def planned_writes(self) -> int:
-        return sum(1 for f in self.fields for a in f.actions if a["action"] in _WRITE_KINDS)
+        return sum(1 for f in self.fields for a in f.actions if a["action"] in WRITE_KINDS)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -230,9 +192,6 @@ class Explanation:
             "failure": self.failure,
             "journal": self.journal,
         }
-
-
-_WRITE_KINDS = frozenset(kind.__name__ for kind in WRITES)
 
 
 class NotLinkedError(LookupError):
@@ -306,7 +265,7 @@ def explain_link(
     link = store.find_link(ref) or (store.find_link(ref.upper()) if not ref.isdigit() else None)
     if link is None:
         raise NotLinkedError(ref)
-    policy = policy_from(settings)
+    policy = Policy.from_settings(settings)
     result = Explanation(
         link=link,
         sentry={},
@@ -319,9 +278,9 @@ def explain_link(
                         for name, (pair, at) in stored.items()}
     result.conflicts = store.conflicts_of(link.sentry_id, include_resolved=True)[:5]
     result.failure = store.failure_of(link.sentry_id)
-    result.held_back = link.sentry_id in store.quarantined()
+    result.held_back = link.sentry_id in store.held()
     result.journal = store.journal(link.sentry_id, limit=JOURNAL_SHOWN)
-    owned = store.owned_followers_of(link.sentry_id)
+    state = store.link_states([link.sentry_id])[link.sentry_id]
 
     users = build_user_map(sentry.list_members(), tracker.list_users(), settings.mapping.users)
     s_issue: dict[str, Any] | None = None
@@ -342,13 +301,9 @@ def explain_link(
         marks, why = bookmarks_of(sentry, s_issue, users, clock())
     result.sentry = sentry_summary(s_issue, marks, why)
     result.tracker = tracker_summary(t_issue, users)
-    now = Snapshot(
-        status=Pair(sentry_state(s_issue), tracker_status(t_issue)),
-        assignee=Pair(sentry_assignee(s_issue), tracker_assignee(t_issue, users)),
-        followers=Pair(marks, tracker_followers(t_issue, users)),
-    )
-    baseline = {name: pair for name, (pair, _) in stored.items()}
-    actions = plan_link(baseline, now, owned, users, policy)
+    now = snapshot(s_issue, t_issue, marks, users)
+    # The same planner with the same inputs as the engine's next cycle.
+    actions = plan_for(state, now, users, policy)
     for name in FIELDS:
         mine = [a for a in actions if a.field == name]
         pair = now.get(name)
@@ -357,18 +312,19 @@ def explain_link(
         elif name == "assignee":
             rows = assignee_rows(pair, users, settings.mapping.users)
         else:
-            rows = follower_rows(pair, owned, users)
-        decision, reason, in_step = decide_field(name, baseline.get(name), pair, mine, policy, users,
-                                                 bookmarks_why=why)
+            rows = follower_rows(pair, state.owned, users)
+        decision, reason, in_step = decide_field(name, pair, mine, policy, users)
+        if name == "followers" and marks is None and why and policy.allows("followers", "tracker"):
+            reason += f" ({why})"  # what the read found, not a reason of the plan's
         result.fields.append(FieldDecision(
             field=name,
             direction=policy.directions.get(name, "off"),
-            baseline=baseline.get(name),
+            baseline=state.baseline.get(name),
             baseline_at=stored[name][1] if name in stored else None,
             now=pair,
             in_step=in_step,
             rows=tuple(rows),
-            actions=tuple(describe_action(a) for a in mine),
+            actions=tuple(describe(a) for a in mine if not isinstance(a, Hold)),
             decision=decision,
             why=reason,
         ))
@@ -433,8 +389,8 @@ def explanation_lines(x: Explanation) -> list[str]:
     lines.append(f"conflicts: {len(open_conflicts)} open" if x.conflicts else "conflicts: none")
     for c in x.conflicts:
         state = f"resolved {c['resolved_at']} ({c['resolution']})" if c.get("resolved_at") else "OPEN"
-        lines.append(f"  #{c['id']} {c['field']}: sentry={_plain(c['sentry_value'])} "
-                     f"tracker={_plain(c['tracker_value'])}  detected {c['detected_at']}  {state}")
+        lines.append(f"  #{c['id']} {c['field']}: sentry={text(c['sentry_value'])} "
+                     f"tracker={text(c['tracker_value'])}  detected {c['detected_at']}  {state}")
     if x.failure:
         f2 = x.failure
         lines.append(f"failure: {f2['attempts']} attempt(s), next try {f2['next_try']}: {f2['error']}")
@@ -445,12 +401,6 @@ def explanation_lines(x: Explanation) -> list[str]:
         lines.append(f"  {j['at']}  {j['field']:<9} {j['side']:<7} {j['action']} {j['value'] or ''} -> "
                      f"{j['outcome']}" + (f"  ({j['detail']})" if j.get("detail") else ""))
     return lines
-
-
-def _plain(value: Any) -> str:
-    if isinstance(value, list):
-        return "{" + ", ".join(str(v) for v in value) + "}"
-    return "-" if value is None else str(value)
 
 
 # -- the demo's last word ----------------------------------------------------------------------

@@ -18,8 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from bridge.engine import CycleReport, LinkOutcome, describe_action
-from bridge.plan import Action
+from bridge.core.actions import Action, changes, describe
+from bridge.core.linkrun import LinkRun
+from bridge.core.values import text
+from bridge.engine.report import CycleReport
 
 if TYPE_CHECKING:
     from bridge.cli import Context
@@ -36,6 +38,7 @@ GROUPS: dict[str, tuple[str, int]] = {
     "RecordConflict": ("Conflicts (recorded, nothing written)", 7),
     "ReportUnmapped": ("Not synced: no counterpart", 8),
     "Adopt": ("In step: baseline moves, no write", 9),
+    "Reconcile": ("Earlier writes judged: baseline moves, no write", 10),
 }
 ROWS_SHOWN = 50  # per table; the rest is counted (every row is in --json)
 LEVEL_STYLE = {"pass": ("PASS", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "bold red")}
@@ -103,26 +106,20 @@ def _value(d: dict[str, Any]) -> str:
         shown = ", ".join(value) if isinstance(value, list) else ("(nobody)" if value is None else str(value))
         return shown + (f" / {d['resolution']}" if d.get("resolution") else "")
     if "sentry" in d or "tracker" in d:
-        return f"sentry={_plain(d.get('sentry'))}  tracker={_plain(d.get('tracker'))}"
+        return f"sentry={text(d.get('sentry'))}  tracker={text(d.get('tracker'))}"
     return ""
 
 
-def _plain(value: Any) -> str:
-    if isinstance(value, list):
-        return "{" + ", ".join(value) + "}"
-    return "-" if value is None else str(value)
-
-
-def _results(outcome: LinkOutcome) -> dict[tuple[str, str], str]:
+def _results(outcome: LinkRun) -> dict[tuple[str, str], str]:
     """(field, action kind) -> ok / failed, from the writes the engine journaled."""
     return {(e.field, e.action): e.outcome for e in outcome.journal}
 
 
-def grouped_actions(report: CycleReport) -> list[tuple[str, list[tuple[LinkOutcome, Action]]]]:
+def grouped_actions(report: CycleReport) -> list[tuple[str, list[tuple[LinkRun, Action]]]]:
     """The report's actions grouped by kind, in `GROUPS` order (writes first)."""
-    groups: dict[str, list[tuple[LinkOutcome, Action]]] = {}
+    groups: dict[str, list[tuple[LinkRun, Action]]] = {}
     for outcome in report.outcomes:
-        for action in outcome.actions:
+        for action in changes(outcome.actions):
             groups.setdefault(type(action).__name__, []).append((outcome, action))
     return sorted(groups.items(), key=lambda kv: GROUPS.get(kv[0], (kv[0], 99))[1])
 
@@ -139,11 +136,12 @@ def print_report(ctx: Context, report: CycleReport) -> None:
         if not report.dry_run:
             table.add_column("Result")
         for outcome, action in rows[:ROWS_SHOWN]:
-            d = describe_action(action)
+            d = describe(action)
             cells = [outcome.sentry_id, outcome.tracker_key, action.field, escape(_value(d)), escape(action.reason)]
             if not report.dry_run:
                 result = _results(outcome).get((action.field, kind), "")
-                style = {"ok": "green", "failed": "red"}.get(result, "dim")
+                style = {"ok": "green", "landed": "green", "failed": "red", "partial": "yellow",
+                         "unknown": "yellow"}.get(result, "dim")
                 cells.append(f"[{style}]{result or '-'}[/{style}]")
             table.add_row(*cells)
         if len(rows) > ROWS_SHOWN:
@@ -263,7 +261,7 @@ def print_table(ctx: Context, title: str, columns: Sequence[str], rows: Iterable
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*[escape(_plain(cell)) for cell in row])
+        table.add_row(*[escape(text(cell)) for cell in row])
     out.print(table)
 
 

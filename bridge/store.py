@@ -11,19 +11,31 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
 
 import sqlite_utils
 
+from bridge.core.linkrun import Link, LinkRun
+from bridge.core.outcomes import (
+    WROTE_OUTCOMES,
+    JournalEntry,
+    Pending,
+    decode_value,
+    encode_value,
+    pending_from_json,
+    pending_to_json,
+)
+from bridge.core.plan import LinkState
+from bridge.core.values import Field, Pair, Value, shown
 from bridge.errors import LockHeldError
-from bridge.plan import Field, Pair, Value
 
 SCHEMA = sqlite_utils.Migrations("sentry-tracker-bridge")
 
@@ -129,6 +141,36 @@ def m003_tracker_cache(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE tracker_cache (tracker_key TEXT PRIMARY KEY, data TEXT NOT NULL, seen_at TEXT NOT NULL)")
 
 
+@SCHEMA()
+def m004_outcomes(db: sqlite_utils.Database) -> None:
+    """Writes whose outcome is not known yet (noted before they are sent); holds of flapping
+    links as their own state (they used to be conflict rows named `flapping`); the followers a
+    create asked for (owned once the issue is found, even when the create's answer was lost)."""
+    db.executescript(
+        """
+        CREATE TABLE pending_writes (
+            sentry_id TEXT NOT NULL REFERENCES links(sentry_id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL,
+            noted_at TEXT NOT NULL,
+            PRIMARY KEY (sentry_id, kind)
+        );
+        CREATE TABLE holds (
+            sentry_id TEXT PRIMARY KEY REFERENCES links(sentry_id) ON DELETE CASCADE,
+            tracker_key TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            since TEXT NOT NULL
+        );
+        INSERT OR IGNORE INTO holds (sentry_id, tracker_key, reason, since)
+            SELECT c.sentry_id, c.tracker_key, coalesce(json_extract(c.sentry_value, '$'), 'flapping'), c.detected_at
+            FROM conflicts c JOIN links l ON l.sentry_id = c.sentry_id
+            WHERE c.field = 'flapping' AND c.resolved_at IS NULL;
+        DELETE FROM conflicts WHERE field = 'flapping';
+        ALTER TABLE intents ADD COLUMN followers TEXT;
+        """
+    )
+
+
 # What an incremental cycle needs of a Tracker issue (mapping.tracker_* and the workflow).
 CACHED_TRACKER_FIELDS = ("key", "version", "status", "assignee", "followers", "queue", "type", "updatedAt", "aliases")
 
@@ -139,53 +181,11 @@ def now_iso(now: datetime | None = None) -> str:
 
 def encode(value: Value) -> str:
     """JSON for a field value; sets become sorted lists under a marker so they round-trip."""
-    if isinstance(value, frozenset):
-        return json.dumps({"set": sorted(value)})
-    return json.dumps(value)
+    return json.dumps(encode_value(value))
 
 
 def decode(text: str | None) -> Value:
-    if text is None:
-        return None
-    value = json.loads(text)
-    if isinstance(value, dict) and "set" in value:
-        return frozenset(str(v) for v in value["set"])
-    return None if value is None else str(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    sentry_id: str
-    tracker_key: str
-    origin: str
-    created_at: str
-    backlinked: int = 0
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    side: str
-    field: str
-    action: str
-    value: str
-    outcome: str
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class LinkCommit:
-    """What one link's sync produced, written in one transaction."""
-
-    sentry_id: str
-    tracker_key: str
-    baselines: Mapping[Field, Pair]
-    owned_added: frozenset[str] = frozenset()
-    owned_removed: frozenset[str] = frozenset()
-    owned_keep_only: frozenset[str] | None = None
-    journal: tuple[JournalEntry, ...] = ()
-    conflicts: Mapping[Field, Pair] | None = None
-    settled_fields: frozenset[str] = frozenset()
-    clear_failure: bool = True
+    return None if text is None else decode_value(json.loads(text))
 
 
 class StateLock:
@@ -228,31 +228,84 @@ class StateLock:
         self.release()
 
 
+log = logging.getLogger("bridge.store")
+
+
+class PendingLog:
+    """Write-ahead notes of remote writes about to be sent, taken from any thread.
+
+    A write whose answer is lost, or whose process dies before the commit, must not be forgotten:
+    its note says what was being written and from what, so the next cycle can tell the bridge's
+    own doing (a follower it added, a status a transition path reached) from a person's edit.
+    Write workers note on their own connection (SQLite serializes it with the main one); the
+    link's commit replaces the notes with what is still unknown."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._lock = threading.Lock()
+
+    def note(self, sentry_id: str, pending: Pending, now: datetime | None = None) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO pending_writes VALUES (?, ?, ?, ?)",
+                               [sentry_id, pending.kind, pending_to_json(pending), now_iso(now)])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
 class Store:
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: sqlite_utils.Database, path: Path | None = None) -> None:
         self.db = db
+        self._path = path
+        self._pending_log: PendingLog | None = None
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
-        """Open (creating if needed) and migrate.  `":memory:"` gives a throwaway store."""
-        if str(path) == ":memory:":
-            db = sqlite_utils.Database(memory=True)
-        else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite_utils.Database(str(path))
-            db.enable_wal()
+        """Open (creating if needed) and migrate."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite_utils.Database(str(path))
+        db.enable_wal()
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA busy_timeout = 5000")
         SCHEMA.apply(db)
-        return cls(db)
+        return cls(db, Path(path))
+
+    @property
+    def pending_log(self) -> PendingLog:
+        """Where write workers note a write before sending it (opened on first use)."""
+        if self._pending_log is None:
+            if self._path is None:
+                raise RuntimeError("a read-only store takes no notes")
+            self._pending_log = PendingLog(self._path)
+        return self._pending_log
 
     def close(self) -> None:
+        if self._pending_log is not None:
+            self._pending_log.close()
         self.db.close()
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
-        with self.db.atomic():
-            yield
+        """One write transaction, taken with `BEGIN IMMEDIATE`: write workers note pending
+        writes on a connection of their own, and a deferred transaction that read first could
+        then not upgrade to a write (SQLite answers "database is locked" at once, busy timeout
+        or not).  Nested use is a savepoint."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            with self.db.atomic():  # a savepoint: sqlite-utils' own bookkeeping stays in charge
+                yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        conn.commit()
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, list(params)))
@@ -280,7 +333,7 @@ class Store:
         for link in (self.find_link(sentry_id), self.find_link(tracker_key)):
             if link is not None and (link.sentry_id, link.tracker_key) != (sentry_id, tracker_key):
                 raise ValueError(f"already linked: {link.sentry_id} <-> {link.tracker_key}")
-        with self.db.atomic():
+        with self.atomic():
             self.db.execute(
                 "INSERT OR IGNORE INTO links (sentry_id, tracker_key, origin, created_at) VALUES (?, ?, ?, ?)",
                 [sentry_id, tracker_key, origin, now_iso()],
@@ -289,7 +342,7 @@ class Store:
     def add_links(self, pairs: Iterable[tuple[str, str]], origin: str = "manual") -> int:
         """Many links in one transaction (bulk import); pairs already linked are skipped."""
         stamp = now_iso()
-        with self.db.atomic():
+        with self.atomic():
             before = self.link_count()
             self.db.conn.executemany(
                 "INSERT OR IGNORE INTO links (sentry_id, tracker_key, origin, created_at) VALUES (?, ?, ?, ?)",
@@ -298,7 +351,7 @@ class Store:
         return self.link_count() - before
 
     def remove_link(self, sentry_id: str) -> bool:
-        with self.db.atomic():
+        with self.atomic():
             cursor = self.db.execute("DELETE FROM links WHERE sentry_id = ?", [sentry_id])
             self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sentry_id])
             self.db.execute(
@@ -349,50 +402,102 @@ class Store:
         stamp = now_iso(now)
         rows = [(str(issue["key"]), json.dumps(slim_tracker(issue)), stamp) for issue in issues]
         if rows:
-            with self.db.atomic():
+            with self.atomic():
                 self.db.conn.executemany("INSERT OR REPLACE INTO tracker_cache VALUES (?, ?, ?)", rows)
 
-    def commit_link(self, commit: LinkCommit, cycle_id: int | None = None, now: datetime | None = None) -> None:
-        """Everything one link produced, in one transaction: baselines, owned followers,
-        journal entries, conflicts opened or settled, and the failure record cleared."""
+    def commit_run(self, run: LinkRun, cycle_id: int | None = None, now: datetime | None = None,
+                   *, followers_seen: frozenset[str] | None = None) -> None:
+        """Everything one link's run left behind, in one transaction: baselines, owned followers
+        (only those still following, when `followers_seen` says who follows now), journal entries,
+        conflicts opened or settled, writes still pending, and the failure record cleared."""
         stamp = now_iso(now)
-        sid = commit.sentry_id
-        with self.db.atomic():
-            for name, pair in commit.baselines.items():
-                self.db.execute(
-                    "INSERT INTO baselines VALUES (?, ?, ?, ?, ?) ON CONFLICT(sentry_id, field) DO UPDATE SET "
-                    "sentry_value = excluded.sentry_value, tracker_value = excluded.tracker_value, "
-                    "updated_at = excluded.updated_at",
-                    [sid, name, encode(pair.sentry), encode(pair.tracker), stamp],
-                )
-            for login in sorted(commit.owned_added):
+        sid = run.sentry_id
+        with self.atomic():
+            self._put_baselines(sid, run.baselines, stamp)
+            for login in sorted(run.owned_added):
                 self.db.execute("INSERT OR IGNORE INTO owned_followers VALUES (?, ?, ?)", [sid, login, stamp])
-            for login in sorted(commit.owned_removed):
+            for login in sorted(run.owned_removed):
                 self.db.execute("DELETE FROM owned_followers WHERE sentry_id = ? AND login = ?", [sid, login])
-            if commit.owned_keep_only is not None:
-                keep = sorted(commit.owned_keep_only | commit.owned_added)
+            if followers_seen is not None:
+                # A bridge-added follower who unfollowed by hand is no longer ours to manage.
+                keep = sorted(followers_seen | run.owned_added)
                 marks = ",".join("?" * len(keep))
                 self.db.execute(
                     f"DELETE FROM owned_followers WHERE sentry_id = ? AND login NOT IN ({marks})",  # noqa: S608
                     [sid, *keep],
                 )
-            for entry in commit.journal:
-                self._journal(cycle_id, sid, commit.tracker_key, entry, stamp)
-            for settled in sorted(commit.settled_fields):
+            for entry in run.journal:
+                self._journal(cycle_id, sid, run.tracker_key, entry, stamp)
+            for settled in sorted(run.settled - set(run.conflicts)):
                 self.db.execute(
                     "UPDATE conflicts SET resolved_at = ?, resolution = 'settled' "
                     "WHERE sentry_id = ? AND field = ? AND resolved_at IS NULL",
                     [stamp, sid, settled],
                 )
-            for name, pair in (commit.conflicts or {}).items():
-                self.db.execute(
-                    "INSERT INTO conflicts (sentry_id, tracker_key, field, sentry_value, tracker_value, detected_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET sentry_value = excluded.sentry_value, "
-                    "tracker_value = excluded.tracker_value",
-                    [sid, commit.tracker_key, name, encode(pair.sentry), encode(pair.tracker), stamp],
-                )
-            if commit.clear_failure:
+            self._put_conflicts(sid, run.tracker_key, run.conflicts, stamp)
+            self.db.execute("DELETE FROM pending_writes WHERE sentry_id = ?", [sid])
+            for pending in run.pending.values():
+                self.db.execute("INSERT INTO pending_writes VALUES (?, ?, ?, ?)",
+                                [sid, pending.kind, pending_to_json(pending), stamp])
+            if run.error is None:
                 self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sid])
+
+    def add_relinked(self, link: Link, baselines: Mapping[Field, Pair], conflicts: Mapping[Field, Pair]) -> None:
+        """A link rebuilt by `relink` with its baselines and recorded disagreements, in one
+        transaction: a link without baselines would look new to the next sync and be written."""
+        stamp = now_iso()
+        with self.atomic():
+            self.db.execute("INSERT INTO links (sentry_id, tracker_key, origin, created_at, backlinked) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            [link.sentry_id, link.tracker_key, link.origin, stamp, link.backlinked])
+            self._put_baselines(link.sentry_id, baselines, stamp)
+            self._put_conflicts(link.sentry_id, link.tracker_key, conflicts, stamp)
+
+    def _put_baselines(self, sid: str, baselines: Mapping[Field, Pair], stamp: str) -> None:
+        for name, pair in baselines.items():
+            self.db.execute(
+                "INSERT INTO baselines VALUES (?, ?, ?, ?, ?) ON CONFLICT(sentry_id, field) DO UPDATE SET "
+                "sentry_value = excluded.sentry_value, tracker_value = excluded.tracker_value, "
+                "updated_at = excluded.updated_at",
+                [sid, name, encode(pair.sentry), encode(pair.tracker), stamp],
+            )
+
+    def _put_conflicts(self, sid: str, key: str, conflicts: Mapping[Field, Pair], stamp: str) -> None:
+        for name, pair in conflicts.items():
+            self.db.execute(
+                "INSERT INTO conflicts (sentry_id, tracker_key, field, sentry_value, tracker_value, detected_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET sentry_value = excluded.sentry_value, "
+                "tracker_value = excluded.tracker_value",
+                [sid, key, name, encode(pair.sentry), encode(pair.tracker), stamp],
+            )
+
+    def link_states(self, sentry_ids: Sequence[str]) -> dict[str, LinkState]:
+        """What the planner needs of each of these links (the engine and `explain` alike)."""
+        baselines = self.baselines_for(sentry_ids)
+        owned = self.owned_followers_for(sentry_ids)
+        conflicted = self.conflicted_fields(sentry_ids)
+        pending = self.pending_for(sentry_ids)
+        return {
+            sid: LinkState(baselines.get(sid, {}), owned.get(sid, frozenset()), conflicted.get(sid, frozenset()),
+                           pending.get(sid, ()))
+            for sid in sentry_ids
+        }
+
+    def pending_for(self, sentry_ids: Sequence[str]) -> dict[str, tuple[Pending, ...]]:
+        marks = ",".join("?" * len(sentry_ids))
+        sql = f"SELECT sentry_id, kind, data FROM pending_writes WHERE sentry_id IN ({marks}) ORDER BY noted_at"  # noqa: S608
+        grouped: dict[str, list[Pending]] = {}
+        for row in self._rows(sql, sentry_ids):
+            try:
+                grouped.setdefault(row["sentry_id"], []).append(pending_from_json(row["data"]))
+            except ValueError as exc:
+                log.warning("ignoring an unreadable pending write of %s (%s): %s", row["sentry_id"], row["kind"],
+                            exc, extra={"event": "pending.unreadable", "link": row["sentry_id"]})
+        return {sid: tuple(items) for sid, items in grouped.items()}
+
+    def pending_links(self) -> set[str]:
+        """Links with a write whose outcome is not known yet (read fresh, never from a cache)."""
+        return {row["sentry_id"] for row in self._rows("SELECT DISTINCT sentry_id FROM pending_writes")}
 
     def _journal(self, cycle_id: int | None, sid: str | None, key: str | None, e: JournalEntry, stamp: str) -> None:
         self.db.execute(
@@ -421,7 +526,7 @@ class Store:
         """Count one more failure and schedule the next try with capped exponential backoff."""
         moment = now or datetime.now(UTC)
         stamp = now_iso(moment)
-        with self.db.atomic():
+        with self.atomic():
             rows = self._rows("SELECT attempts, first_failed FROM failures WHERE sentry_id = ?", (sentry_id,))
             attempts = (rows[0]["attempts"] if rows else 0) + 1
             first = rows[0]["first_failed"] if rows else stamp
@@ -450,7 +555,7 @@ class Store:
         return {key: frozenset(value) for key, value in grouped.items()}
 
     def clear_failure(self, sentry_id: str) -> None:
-        with self.db.atomic():
+        with self.atomic():
             self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sentry_id])
 
     def failures(self) -> list[dict[str, Any]]:
@@ -465,26 +570,34 @@ class Store:
     def open_conflicts(self) -> list[dict[str, Any]]:
         rows = self._rows("SELECT * FROM conflicts WHERE resolved_at IS NULL ORDER BY id")
         for row in rows:
-            row["sentry_value"] = _shown(decode(row["sentry_value"]))
-            row["tracker_value"] = _shown(decode(row["tracker_value"]))
+            row["sentry_value"] = shown(decode(row["sentry_value"]))
+            row["tracker_value"] = shown(decode(row["tracker_value"]))
         return rows
 
     # -- intents (create exactly once) and cursors -----------------------------------------
-    def add_intent(self, sentry_id: str, unique: str, queue: str, now: datetime | None = None) -> None:
-        """Journal the intention to create *before* the POST, so a crash leaves a trace."""
+    def add_intent(self, sentry_id: str, unique: str, queue: str, now: datetime | None = None,
+                   followers: frozenset[str] = frozenset()) -> None:
+        """Journal the intention to create *before* the POST, so a crash leaves a trace; with the
+        followers the create asks for, so they are owned however the create's answer goes."""
         stamp = now_iso(now)
-        with self.db.atomic():
+        with self.atomic():
+            rows = self._rows("SELECT state, followers FROM intents WHERE sentry_id = ?", (sentry_id,))
+            if rows and rows[0]["state"] != "pending":
+                return
+            # Every follower any attempt asked for: whichever attempt landed, its followers are ours.
+            asked = sorted(set(followers) | (intent_followers(rows[0]) if rows else frozenset()))
             self.db.execute(
-                "INSERT INTO intents (sentry_id, unique_key, queue, state, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT(sentry_id) DO NOTHING",
-                [sentry_id, unique, queue, stamp, stamp],
+                "INSERT INTO intents (sentry_id, unique_key, queue, state, created_at, updated_at, followers) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT(sentry_id) DO UPDATE SET "
+                "followers = excluded.followers, updated_at = excluded.updated_at",
+                [sentry_id, unique, queue, stamp, stamp, json.dumps(asked)],
             )
 
     def intents(self, state: str = "pending") -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM intents WHERE state = ? ORDER BY id", (state,))
 
     def intent_error(self, sentry_id: str, error: str) -> None:
-        with self.db.atomic():
+        with self.atomic():
             self.db.execute("UPDATE intents SET error = ?, updated_at = ? WHERE sentry_id = ?",
                             [error, now_iso(), sentry_id])
 
@@ -494,7 +607,7 @@ class Store:
     ) -> None:
         """Link the created (or found) issue and close the intent, in one transaction."""
         stamp = now_iso(now)
-        with self.db.atomic():
+        with self.atomic():
             self.db.execute("INSERT OR IGNORE INTO links (sentry_id, tracker_key, origin, created_at) "
                             "VALUES (?, ?, ?, ?)", [sentry_id, tracker_key, origin, stamp])
             for login in sorted(owned):
@@ -513,31 +626,44 @@ class Store:
     def cycles_writing(self, window: int) -> dict[str, int]:
         """Per link, in how many of the last `window` cycles the bridge wrote to it (flapping)."""
         rows = self._rows(
-            "SELECT sentry_id, count(DISTINCT cycle_id) AS n FROM journal WHERE outcome = 'ok' "
+            "SELECT sentry_id, count(DISTINCT cycle_id) AS n FROM journal WHERE outcome IN (?, ?, ?) "
             "AND action NOT IN ('conflict', 'unmapped') AND cycle_id > (SELECT coalesce(max(id), 0) FROM cycles) - ? "
             "GROUP BY sentry_id",
-            (window,),
+            (*WROTE_OUTCOMES, window),
         )
         return {row["sentry_id"]: int(row["n"]) for row in rows}
 
-    def quarantined(self) -> set[str]:
-        """Links held back because they flapped, until an operator resolves the conflict."""
-        rows = self._rows("SELECT sentry_id FROM conflicts WHERE field = 'flapping' AND resolved_at IS NULL")
-        return {row["sentry_id"] for row in rows}
+    def held(self) -> set[str]:
+        """Links held back because they flapped, until an operator lifts the hold."""
+        return {row["sentry_id"] for row in self._rows("SELECT sentry_id FROM holds")}
 
-    def quarantine(self, sentry_id: str, tracker_key: str, detail: str, now: datetime | None = None) -> None:
-        with self.db.atomic():
-            self.db.execute(
-                "INSERT INTO conflicts (sentry_id, tracker_key, field, sentry_value, tracker_value, detected_at) "
-                "VALUES (?, ?, 'flapping', ?, ?, ?) ON CONFLICT DO NOTHING",
-                [sentry_id, tracker_key, json.dumps(detail), json.dumps(detail), now_iso(now)],
-            )
+    def holds(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM holds ORDER BY since, sentry_id")
+
+    def hold(self, sentry_id: str, tracker_key: str, reason: str, now: datetime | None = None) -> None:
+        with self.atomic():
+            self.db.execute("INSERT OR IGNORE INTO holds VALUES (?, ?, ?, ?)",
+                            [sentry_id, tracker_key, reason, now_iso(now)])
+            self._journal(None, sentry_id, tracker_key,
+                          JournalEntry("both", "link", "hold", "", "held", reason), now_iso(now))
+
+    def lift_hold(self, sentry_id: str, how: str, baselines: Mapping[Field, Pair], now: datetime | None = None) -> None:
+        """Lift a hold and set baseline pairs in one transaction (`conflicts resolve`)."""
+        stamp = now_iso(now)
+        with self.atomic():
+            rows = self._rows("SELECT tracker_key FROM holds WHERE sentry_id = ?", (sentry_id,))
+            if not rows:
+                raise ValueError(f"no hold on {sentry_id}")
+            self._put_baselines(sentry_id, baselines, stamp)
+            self.db.execute("DELETE FROM holds WHERE sentry_id = ?", [sentry_id])
+            self._journal(None, sentry_id, rows[0]["tracker_key"],
+                          JournalEntry("both", "link", "LiftHold", how, "ok", "lifted by the operator"), stamp)
 
     def unbacklinked(self) -> list[Link]:
         return [Link(**row) for row in self._rows("SELECT * FROM links WHERE backlinked = 0 ORDER BY sentry_id")]
 
     def mark_backlinked(self, sentry_id: str) -> None:
-        with self.db.atomic():
+        with self.atomic():
             self.db.execute("UPDATE links SET backlinked = 1 WHERE sentry_id = ?", [sentry_id])
 
     def cursor(self, name: str) -> str | None:
@@ -545,19 +671,19 @@ class Store:
         return str(rows[0]["value"]) if rows else None
 
     def set_cursor(self, name: str, value: str, now: datetime | None = None) -> None:
-        with self.db.atomic():
+        with self.atomic():
             self.db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", [name, value, now_iso(now)])
 
     # -- cycles -----------------------------------------------------------------------------
     def begin_cycle(self, dry_run: bool, now: datetime | None = None) -> int:
-        with self.db.atomic():
+        with self.atomic():
             cursor = self.db.execute(
                 "INSERT INTO cycles (started, dry_run) VALUES (?, ?)", [now_iso(now), int(dry_run)]
             )
         return int(cursor.lastrowid or 0)
 
     def finish_cycle(self, cycle_id: int, summary: Mapping[str, Any], now: datetime | None = None) -> None:
-        with self.db.atomic():
+        with self.atomic():
             self.db.execute(
                 "UPDATE cycles SET finished = ?, ok = ?, links = ?, writes_sentry = ?, writes_tracker = ?, "
                 "failures = ?, conflicts = ?, summary = ? WHERE id = ?",
@@ -630,8 +756,8 @@ class Store:
         rows = self._rows(f"SELECT * FROM conflicts WHERE sentry_id = ?{where} ORDER BY id DESC",  # noqa: S608
                           (sentry_id,))
         for row in rows:
-            row["sentry_value"] = _shown(decode(row["sentry_value"]))
-            row["tracker_value"] = _shown(decode(row["tracker_value"]))
+            row["sentry_value"] = shown(decode(row["sentry_value"]))
+            row["tracker_value"] = shown(decode(row["tracker_value"]))
         return rows
 
     def resolve_conflict(
@@ -640,7 +766,7 @@ class Store:
         """Close an open conflict and set baseline pairs, in one transaction: the baselines are
         what make the next sync carry the side the operator took."""
         stamp = now_iso(now)
-        with self.db.atomic():
+        with self.atomic():
             rows = self._rows(
                 "SELECT sentry_id, tracker_key, field FROM conflicts WHERE id = ? AND resolved_at IS NULL",
                 (conflict_id,),
@@ -661,8 +787,10 @@ class Store:
                 "both", rows[0]["field"], "ResolveConflict", resolution, "ok", "resolved by the operator"), stamp)
 
 
-def _shown(value: Value) -> Any:
-    return sorted(value) if isinstance(value, frozenset) else value
+def intent_followers(row: Mapping[str, Any]) -> frozenset[str]:
+    """The followers a create (any of its attempts) asked for."""
+    raw = row.get("followers")
+    return frozenset(str(v) for v in json.loads(raw)) if raw else frozenset()
 
 
 def slim_tracker(issue: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from bridge.commands.status import status_data
-from bridge.create import unique_key
+from bridge.core.new_issue import unique_key
 from bridge.engine import Engine
 from bridge.sandbox.http import EmulatorBase
 from tests.test_engine import World, make_world

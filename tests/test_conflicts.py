@@ -133,7 +133,7 @@ def test_a_flapping_hold_is_listed_and_resolving_it_takes_a_side_and_lifts_it(br
     env.sync_json()
     store = Store.open(env.state_path)
     try:
-        store.quarantine(sid, key, "written 6 times in 10 cycles")
+        store.hold(sid, key, "written 6 times in 10 cycles")
     finally:
         store.close()
     env.sentry.set_status(sid, "resolved")
@@ -144,9 +144,12 @@ def test_a_flapping_hold_is_listed_and_resolving_it_takes_a_side_and_lifts_it(br
     assert explained["held_back"] is True and explained["planned_writes"] == 0
 
     [hold] = json.loads(env.expect(0, "conflicts", "--json").out)
+    assert hold["id"] == f"hold:{sid}" and hold["field"] == "flapping"
+    # A hold is its own state: `status --json` lists it apart from the conflicts.
+    assert env.status_json()["conflicts"] == [] and [h["sentry_id"] for h in env.status_json()["held"]] == [sid]
     env.expect(0, "conflicts", "resolve", str(hold["id"]), "--take", "sentry")
     assert env.t_state(key) == ("closed", "fixed")
-    assert env.status_json()["conflicts"] == []
+    assert env.status_json()["conflicts"] == [] and env.status_json()["held"] == []
     env.sentry.set_status(sid, "unresolved")
     env.sync_json()
     assert env.t_state(key)[0] == "open"  # no longer held

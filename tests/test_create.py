@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.clients.tracker import TrackerClient
-from bridge.create import unique_key
+from bridge.core.new_issue import unique_key
 from bridge.store import StateLock, Store
 from tests.conftest import PROJECT, BridgeEnv
 

@@ -8,9 +8,9 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from bridge.config import StatusMapping
+from bridge.core.workflow import Transition
 from bridge.doctor import format_path, reach, reach_level, round_trip, target_resolutions, user_coverage
 from bridge.sandbox.http import EmuRequest, EmuResponse, json_response
-from bridge.workflow import Transition
 
 if TYPE_CHECKING:
     from tests.conftest import BridgeEnv

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.clients.http import ApiHttp, RetryPolicy
+from bridge.core.guard import MassChangeGuard
 from bridge.engine import TRACKER_CURSOR, Engine
-from bridge.guard import MassChangeGuard
 from bridge.sandbox.http import may_write
 from tests.test_engine import World, make_world
 

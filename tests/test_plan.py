@@ -9,25 +9,33 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.config import StatusMapping, TrackerTarget
-from bridge.mapping import build_user_map, sentry_state_satisfies, status_in_step
-from bridge.plan import (
+from bridge.core.actions import (
+    Action,
     AddFollowers,
     Adopt,
-    Pair,
-    Policy,
+    Hold,
     RecordConflict,
     RemoveFollowers,
     ReportUnmapped,
-    Snapshot,
     WriteSentryAssignee,
     WriteSentryStatus,
     WriteTrackerAssignee,
     WriteTrackerStatus,
+    changes,
     is_write,
-    plan_link,
 )
+from bridge.core.mapping import build_user_map, sentry_state_satisfies, status_in_step
+from bridge.core.plan import Policy
+from bridge.core.plan import plan_link as plan_everything
+from bridge.core.values import Pair, Snapshot
 
 TABLE = StatusMapping()
+
+
+def plan_link(*args: object, **kwargs: object) -> list[Action]:
+    """What the planner asks for, without the `Hold`s that only say why nothing happens."""
+    return changes(plan_everything(*args, **kwargs))  # type: ignore[arg-type]
+
 USERS = build_user_map(
     members=[
         {"id": "m1", "email": "alice@example.com", "user": {"id": "1", "email": "alice@example.com"}},
@@ -304,7 +312,7 @@ def test_a_field_in_step_is_never_written(world: tuple) -> None:
     actions = plan_link(baseline, now, owned, USERS, pol)
     if status_in_step(now.status.sentry, now.status.tracker, TABLE):
         assert not [a for a in actions if is_write(a) and a.field == "status"]
-    from bridge.mapping import assignee_in_step
+    from bridge.core.mapping import assignee_in_step
 
     if assignee_in_step(now.assignee.sentry, now.assignee.tracker, USERS):
         assert not [a for a in actions if is_write(a) and a.field == "assignee"]
@@ -336,3 +344,39 @@ def test_open_conflict_settles_when_people_put_both_sides_back() -> None:
     apart = snap(assignee=("dan@example.com", None))
     assert plan_link(b, apart, frozenset(), USERS, policy(conflict="manual"), frozenset({"assignee"})) == [
         RecordConflict("assignee", Pair("dan@example.com", None), "both changed; sync.conflict = manual")]
+
+
+def test_a_winner_without_a_counterpart_records_the_conflict() -> None:
+    # Both changed; sync.conflict = sentry, but Sentry's new assignee is a team (no Tracker user):
+    # nothing can be carried, so the Tracker edit stays and a person gets a conflict to settle.
+    b = base(assignee=(None, None))
+    now = snap(assignee=("team:backend", "bob"))
+    actions = plan_link(b, now, frozenset(), USERS, policy(conflict="sentry"))
+    assert [type(a) for a in actions if a.field == "assignee"] == [RecordConflict]
+    assert "'team:backend' has no counterpart in Tracker" in actions[0].reason
+    # The same with the winner on the other side: erin has no Sentry account.
+    now = snap(assignee=("bob@example.com", "erin"))
+    actions = plan_link(b, now, frozenset(), USERS, policy(conflict="tracker"))
+    assert [type(a) for a in actions if a.field == "assignee"] == [RecordConflict]
+
+
+def test_every_field_says_why_nothing_happens() -> None:
+    b = base()
+    reasons = {a.field: a.reason for a in plan_everything(b, snap(), frozenset(), USERS, policy())
+               if isinstance(a, Hold)}
+    assert reasons == {
+        "status": "in step, and unchanged on both sides since the baseline",
+        "assignee": "in step, and unchanged on both sides since the baseline",
+        "followers": "no bookmark came or went since the baseline; followers people added or removed by hand "
+                     "are left alone",
+    }
+    unknown = snap(followers=(None, frozenset()))
+    held = plan_everything(b, unknown, frozenset(), USERS, policy(status="off", followers="off"))
+    assert [(a.field, a.reason) for a in held if isinstance(a, Hold)] == [
+        ("status", "sync.fields.status = off: never touched"),
+        ("assignee", "in step, and unchanged on both sides since the baseline"),
+        ("followers", "sync.fields.followers = off: followers are never touched"),
+    ]
+    # Every field gets exactly one decision: a Hold, or something that acts.
+    for actions in (plan_everything(b, snap(status=("resolved", "open")), frozenset(), USERS, policy()),):
+        assert {a.field for a in actions} == {"status", "assignee", "followers"}

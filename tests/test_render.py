@@ -157,7 +157,7 @@ def test_status_shows_cycles_with_durations_and_keeps_the_json_contract(bridge_e
     assert all(isinstance(c["duration_seconds"], float) for c in data["cycles"])
 
     plain = env.expect(0, "status").out
-    assert "links: 3   conflicts: 0   failures: 0   pending intents: 0" in plain
+    assert "links: 3   conflicts: 0   held: 0   failures: 0   pending intents: 0   pending writes: 0" in plain
     assert "cycles (newest first):" in plain and plain.count(" took ") == 2
 
     code, out = on_terminal(env, "status")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bridge.clients.http import ApiHttp, Pacer, RetryPolicy
-from bridge.clients.sentry import PageLink, SentryClient, parse_link_header
+from bridge.clients.sentry import SentryClient, next_cursor
 from bridge.errors import (
     AuthError,
     BadResponseError,
@@ -101,24 +101,24 @@ def issue_gets(emu: SentryEmulator) -> list[dict[str, list[str]]]:
 # -- the Link header ---------------------------------------------------------------------------
 
 
-def test_parse_link_header() -> None:
+def _with_link(value: str | None) -> httpx.Response:
+    return httpx.Response(200, headers={"link": value} if value is not None else {})
+
+
+def test_next_cursor_from_the_link_header() -> None:
     value = (
         "<https://sentry.io/api/0/organizations/acme/issues/?query=&cursor=1700000000000:0:1>; "
         'rel="previous"; results="false"; cursor="1700000000000:0:1", '
         "<https://sentry.io/api/0/organizations/acme/issues/?query=&cursor=1699999999000:2:0>; "
         'rel="next"; results="true"; cursor="1699999999000:2:0"'
     )
-    links = parse_link_header(value)
-    assert links["previous"] == PageLink(
-        "https://sentry.io/api/0/organizations/acme/issues/?query=&cursor=1700000000000:0:1",
-        "previous",
-        False,
-        "1700000000000:0:1",
-    )
-    assert links["next"].results is True and links["next"].cursor == "1699999999000:2:0"
-    bare = parse_link_header('<https://x.test/a?&cursor=100:1:0>; rel="next"')
-    assert bare["next"] == PageLink("https://x.test/a?&cursor=100:1:0", "next", True, "100:1:0")
-    assert parse_link_header(None) == {} and parse_link_header("") == {} and parse_link_header("junk") == {}
+    assert next_cursor(_with_link(value)) == "1699999999000:2:0"
+    last = value.replace('rel="next"; results="true"', 'rel="next"; results="false"')
+    assert next_cursor(_with_link(last)) is None
+    # Without a cursor attribute it comes from the URL; without `results` the page has results.
+    assert next_cursor(_with_link('<https://x.test/a?&cursor=100:1:0>; rel="next"')) == "100:1:0"
+    assert next_cursor(_with_link(None)) is None and next_cursor(_with_link("")) is None
+    assert next_cursor(_with_link("junk")) is None
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from bridge.create import unique_key
+from bridge.core.new_issue import unique_key
 from tests.conftest import PROJECT, BridgeEnv
 
 PAIRS = 500

@@ -62,9 +62,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from bridge.clients.http import RetryPolicy
 from bridge.config import Settings
 from bridge.connect import open_clients
-from bridge.create import sentry_id_from_unique
+from bridge.core.mapping import sentry_assignee, sentry_state, status_in_step, tracker_status
+from bridge.core.new_issue import sentry_id_from_unique
 from bridge.engine import CycleReport, Engine
-from bridge.mapping import sentry_assignee, sentry_state, status_in_step, tracker_status
 from bridge.sandbox.http import EmuRequest, EmuResponse, Fault, mock_transport
 from bridge.sandbox.sentry_emulator import DEFAULT_TOKEN as SENTRY_TOKEN
 from bridge.sandbox.sentry_emulator import SentryEmulator

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import json
 import random
 import re
+import ssl
 import threading
 import time
 from collections import Counter
@@ -239,6 +241,13 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return None
 
 
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """The verifying TLS context every client shares: loading the CA bundle costs ~50 ms, which a
+    one-shot command would otherwise pay for each of its two clients (and each reload)."""
+    return httpx.create_ssl_context(verify=True)
+
+
 def excerpt(text: str) -> str:
     """A short single-line piece of a response body for error messages."""
     flat = " ".join(text.split())
@@ -279,7 +288,7 @@ class ApiHttp:
             base_url=base_url.rstrip("/"),
             headers=dict(headers),
             timeout=timeout,
-            verify=verify,
+            verify=default_tls() if verify else False,
             transport=transport,
             follow_redirects=False,
         )
@@ -339,7 +348,22 @@ class ApiHttp:
             sleep=self._sleep if self.policy.waits else (lambda _s: None),
             reraise=True,
         )
-        return retrying(self._send_once, method, url, endpoint, label, params, json_body, headers)
+        lost = False
+
+        def attempt() -> httpx.Response:
+            nonlocal lost
+            try:
+                return self._send_once(method, url, endpoint, label, params, json_body, headers)
+            except (UnreachableError, RateLimitedError):
+                raise  # never reached the server, or refused before acting on it
+            except TransientError:
+                lost = True  # a write may have been applied: its answer is lost
+                raise
+            except RemoteError as exc:
+                exc.after_lost_answer = lost
+                raise
+
+        return retrying(attempt)
 
     def _send_once(
         self,

@@ -19,20 +19,19 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
 from bridge.clients.http import ApiHttp, RequestStats, RetryPolicy, check_types, require
+from bridge.core.values import SENTRY_WRITABLE_STATES
 from bridge.errors import BadResponseError, MalformedItemError, RejectedError
 
 log = logging.getLogger("bridge.sentry")
 
 GROUP_BATCH = 100
 MAX_PER_PAGE = 100
-STATUSES = ("resolved", "resolvedInNextRelease", "unresolved", "ignored")
 NO_RELEASE_MARKER = "No release data"
 ISSUE_KEYS = ("id", "status", "project")
 _NONE = type(None)
@@ -43,37 +42,18 @@ ISSUE_TYPES: dict[str, tuple[type, ...]] = {
 }
 USER_AGENT = "sentry-tracker-bridge"
 
-_LINK_PART = re.compile(r"<([^>]*)>((?:\s*;\s*[A-Za-z_]+\s*=\s*\"[^\"]*\")*)")
-_LINK_PARAM = re.compile(r"([A-Za-z_]+)\s*=\s*\"([^\"]*)\"")
-
-
-@dataclass(frozen=True)
-class PageLink:
-    """One entry of Sentry's `Link` header."""
-
-    url: str
-    rel: str
-    results: bool
-    cursor: str
-
-
-def parse_link_header(value: str | None) -> dict[str, PageLink]:
-    """`Link` -> {rel: PageLink}.  Sentry writes
-    `<url&cursor=C>; rel="next"; results="true"; cursor="C"` (previous first).  A link without a
-    `cursor` attribute takes it from its URL; without `results` it counts as having results."""
-    links: dict[str, PageLink] = {}
-    for match in _LINK_PART.finditer(value or ""):
-        url = match.group(1).strip()
-        params = {k.lower(): v for k, v in _LINK_PARAM.findall(match.group(2))}
-        rel = params.get("rel")
-        if not rel:
-            continue
-        cursor = params.get("cursor")
-        if cursor is None:
-            cursor = (parse_qs(urlsplit(url).query).get("cursor") or [""])[0]
-        results = params.get("results", "true").lower() == "true"
-        links[rel] = PageLink(url, rel, results, cursor)
-    return links
+def next_cursor(response: httpx.Response) -> str | None:
+    """The cursor of the next page, or None on the last one.  Sentry's `Link` header reads
+    `<url&cursor=C>; rel="next"; results="true"; cursor="C"` (previous first); httpx parses it
+    (`response.links`).  A `next` link with `results="false"` is the end; one without a
+    `cursor` attribute takes it from its URL; one without `results` counts as having results."""
+    nxt = response.links.get("next")
+    if nxt is None or str(nxt.get("results", "true")).lower() != "true":
+        return None
+    cursor = nxt.get("cursor")
+    if cursor is None:
+        cursor = (parse_qs(urlsplit(nxt.get("url", "")).query).get("cursor") or [""])[0]
+    return cursor
 
 
 class SentryClient:
@@ -184,8 +164,8 @@ class SentryClient:
 
         Sentry refuses `resolvedInNextRelease` (400, "No release data ...") in a project that has
         no releases; then the issue is resolved plainly and a warning says so."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown Sentry status {status!r}; expected one of {STATUSES}")
+        if status not in SENTRY_WRITABLE_STATES:
+            raise ValueError(f"unknown Sentry status {status!r}; expected one of {SENTRY_WRITABLE_STATES}")
         try:
             return self._put(issue_id, {"status": status})
         except RejectedError as exc:
@@ -284,13 +264,13 @@ class SentryClient:
             page_params = params + ([("cursor", cursor)] if cursor is not None else [])
             response = self.http.request("GET", path, safe=True, params=page_params)
             yield from parse(response)
-            nxt = parse_link_header(response.headers.get("link")).get("next")
-            if nxt is None or not nxt.results:
+            nxt = next_cursor(response)
+            if nxt is None:
                 return
-            if not nxt.cursor or nxt.cursor in seen:
-                raise self.http.bad(response, f"pagination does not advance (cursor {nxt.cursor!r})")
-            seen.add(nxt.cursor)
-            cursor = nxt.cursor
+            if not nxt or nxt in seen:
+                raise self.http.bad(response, f"pagination does not advance (cursor {nxt!r})")
+            seen.add(nxt)
+            cursor = nxt
 
 
 def _search_value(text: str) -> str:
@@ -300,4 +280,4 @@ def _search_value(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-__all__ = ["PageLink", "SentryClient", "parse_link_header"]
+__all__ = ["SentryClient", "next_cursor"]

@@ -1,23 +1,31 @@
 """`conflicts`: list the open conflicts; `conflicts resolve ID --take sentry|tracker` settles one.
 
 A conflict is a field both sides changed to values that do not match, recorded instead of
-written (`sync.conflict = "manual"`, or `relink` finding two sides that disagree).  Resolving
-one does not write anything by itself: it sets that field's baseline pair so that the taken
-side looks changed and the other side unchanged, which is exactly the situation in which the
-planner carries the taken side over.  Unless `--no-sync`, that one link is then synced at once
-through the engine (read both sides, plan, write, read back), so the operator sees the result.
+written (`sync.conflict = "manual"`, a winner whose value has no counterpart, or `relink` finding
+two sides that disagree).  Resolving one does not write anything by itself: it sets that field's
+baseline pair so that the taken side looks changed and the other side unchanged, which is exactly
+the situation in which the planner carries the taken side over.  Unless `--no-sync`, that one
+link is then synced at once through the engine (read both sides, plan, write, read back), so the
+operator sees the result.
+
+A link held back for flapping (the bridge kept rewriting it) is listed here too, as
+`hold:SENTRY_ID`; resolving it takes a side for every field that may write the other side and
+lifts the hold.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from bridge.cli import EXIT_FAILED, EXIT_OK, Context
-from bridge.engine import CycleReport, Engine, LinkOutcome, policy_from
+from bridge.core.mapping import snapshot
+from bridge.core.plan import Policy
+from bridge.core.values import Field, Pair, Side, text
+from bridge.engine import CycleReport, Engine
 from bridge.errors import ConfigError
-from bridge.plan import Field, Pair, Policy, Side, Value
 from bridge.store import Store
 
 #: What the taken side's baseline becomes: never a real value, so that side always looks changed.
@@ -34,7 +42,7 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="conflicts_action", metavar="resolve")
     resolve: argparse.ArgumentParser = actions.add_parser(
         "resolve", help="settle a conflict by taking one side's value")
-    resolve.add_argument("conflict_id", type=int, metavar="ID")
+    resolve.add_argument("conflict_id", metavar="ID", help="a conflict's number, or hold:SENTRY_ID")
     resolve.add_argument("--take", required=True, choices=SIDES, help="the side whose value wins")
     resolve.add_argument("--no-sync", action="store_true",
                          help="only record the decision; the next sync carries it over")
@@ -42,9 +50,17 @@ def register(subparsers: Any) -> None:
     resolve.set_defaults(handler=run_resolve)
 
 
+HOLD = "hold:"
+
+
 def conflict_rows(store: Store) -> list[dict[str, Any]]:
+    """Open conflicts, then held links (`field` "flapping", the reason as both values)."""
     keys = ("id", "sentry_id", "tracker_key", "field", "sentry_value", "tracker_value", "detected_at")
-    return [{k: row[k] for k in keys} for row in store.open_conflicts()]
+    rows = [{k: row[k] for k in keys} for row in store.open_conflicts()]
+    rows += [{"id": f"{HOLD}{h['sentry_id']}", "sentry_id": h["sentry_id"], "tracker_key": h["tracker_key"],
+              "field": "flapping", "sentry_value": h["reason"], "tracker_value": h["reason"],
+              "detected_at": h["since"]} for h in store.holds()]
+    return rows
 
 
 def run_list(ctx: Context) -> int:
@@ -94,26 +110,26 @@ def fields_of(conflict: Mapping[str, Any], policy: Policy, loser: Side) -> list[
 
 def run_resolve(ctx: Context) -> int:
     take: str = ctx.args.take
-    cid: int = ctx.args.conflict_id
+    ref: str = ctx.args.conflict_id
     settings = ctx.settings(require_tokens=not ctx.args.no_sync)
     loser: Side = "tracker" if take == "sentry" else "sentry"
     if ctx.args.no_sync:
         with ctx.store(settings, lock=True) as store:
-            conflict = _open_conflict(ctx, store, cid)
+            conflict = _open_conflict(ctx, store, ref)
             if conflict is None:
                 return EXIT_FAILED
-            names = fields_of(conflict, policy_from(settings), loser)
+            names = fields_of(conflict, Policy.from_settings(settings), loser)
             # Without reading the servers: the other side as recorded (a field conflict) or as
             # last known in step (a flapping hold).
             stored = {name: pair for name, (pair, _) in store.link_baselines(str(conflict["sentry_id"])).items()}
             recorded = Pair(conflict["sentry_value"], conflict["tracker_value"])
             baselines = {name: taken_baseline(take, recorded if name == conflict["field"] else
                                               stored.get(name, Pair(None, None))) for name in names}
-            store.resolve_conflict(cid, f"take_{take}", baselines)
+            _settle(store, conflict, take, baselines)
         _said(ctx, conflict, take, synced=False)
         return EXIT_OK
     with ctx.engine(settings) as engine:
-        conflict = _open_conflict(ctx, engine.store, cid)
+        conflict = _open_conflict(ctx, engine.store, ref)
         if conflict is None:
             return EXIT_FAILED
         report = resolve_and_sync(engine, conflict, take, fields_of(conflict, engine.policy, loser))
@@ -133,34 +149,48 @@ def resolve_and_sync(engine: Engine, conflict: Mapping[str, Any], take: str, nam
     the engine on that one link.  Followers are left for the next cycle (bookmarks unknown)."""
     store = engine.store
     before = {"sentry": engine.sentry.stats.total, "tracker": engine.tracker.stats.total}
-    sid, key = str(conflict["sentry_id"]), str(conflict["tracker_key"])
+    sid = str(conflict["sentry_id"])
     link = store.find_link(sid)
     if link is None:
         raise ConfigError([f"conflicts: #{conflict['id']} belongs to {sid}, which is no longer linked"])
     users = engine.load_users()
     s_issue = engine.sentry.get_issue(sid)
     t_issue = engine.tracker.get_issue(link.tracker_key)
-    now = engine.snapshot(s_issue, t_issue, None, users)
-    store.resolve_conflict(int(conflict["id"]), f"take_{take}",
-                           {name: taken_baseline(take, now.get(name)) for name in names}, engine.clock())
+    now = snapshot(s_issue, t_issue, None, users)
+    _settle(store, conflict, take, {name: taken_baseline(take, now.get(name)) for name in names}, engine.clock())
     report = CycleReport(dry_run=False, started=engine.clock(), links=1)
-    outcome = LinkOutcome(sid, key)
-    report.outcomes.append(outcome)
-    baselines = {field: pair for field, (pair, _) in store.link_baselines(sid).items()}
-    engine.sync_link(report, outcome, link, s_issue, t_issue, None, users, baselines,
-                     store.owned_followers_of(sid), dry_run=False)
+    state = store.link_states([sid])[sid]
+    engine.sync_one(report, engine.planned(link, state, s_issue, t_issue, None, users), users)
     report.finished = engine.clock()
     report.requests = {"sentry": engine.sentry.stats.total - before["sentry"],
                        "tracker": engine.tracker.stats.total - before["tracker"]}
     return report
 
 
-def _open_conflict(ctx: Context, store: Store, cid: int) -> dict[str, Any] | None:
-    conflict = store.conflict_by_id(cid)
+def _settle(store: Store, conflict: Mapping[str, Any], take: str, baselines: Mapping[Field, Pair],
+            now: datetime | None = None) -> None:
+    if conflict.get("hold"):
+        store.lift_hold(str(conflict["sentry_id"]), f"take_{take}", baselines, now)
+    else:
+        store.resolve_conflict(int(conflict["id"]), f"take_{take}", baselines, now)
+
+
+def _open_conflict(ctx: Context, store: Store, ref: str) -> dict[str, Any] | None:
+    """The open conflict (a number) or hold (`hold:SENTRY_ID`) named, as one shape."""
+    if ref.startswith(HOLD):
+        sid = ref[len(HOLD):]
+        rows = [h for h in store.holds() if h["sentry_id"] == sid]
+        if not rows:
+            ctx.print(f"no hold on {sid}; see `conflicts`")
+            return None
+        h = rows[0]
+        return {"id": ref, "sentry_id": sid, "tracker_key": h["tracker_key"], "field": "flapping",
+                "sentry_value": h["reason"], "tracker_value": h["reason"], "hold": True}
+    conflict = store.conflict_by_id(int(ref)) if ref.isdigit() else None
     if conflict is None:
-        ctx.print(f"no conflict #{cid}; see `conflicts`")
+        ctx.print(f"no conflict #{ref}; see `conflicts`")
     elif conflict.get("resolved_at"):
-        ctx.print(f"conflict #{cid} is already resolved ({conflict['resolution']}); see `conflicts`")
+        ctx.print(f"conflict #{ref} is already resolved ({conflict['resolution']}); see `conflicts`")
         return None
     return conflict
 
@@ -168,17 +198,11 @@ def _open_conflict(ctx: Context, store: Store, cid: int) -> dict[str, Any] | Non
 def _said(ctx: Context, conflict: dict[str, Any], take: str, *, synced: bool) -> None:
     value = conflict[f"{take}_value"]
     ctx.print(f"conflict #{conflict['id']} ({conflict['field']} of {conflict['sentry_id']} <-> "
-              f"{conflict['tracker_key']}) resolved: take {take} (recorded value {_text(value)})"
+              f"{conflict['tracker_key']}) resolved: take {take} (recorded value {text(value)})"
               + ("" if synced else "; the next sync carries it over"))
 
 
 def _values(row: Mapping[str, Any]) -> str:
     if row["field"] not in SCALARS:  # a hold (flapping): one detail, the link waits for a person
-        return f"{_text(row['sentry_value'])}; the link is held back until resolved"
-    return f"sentry={_text(row['sentry_value'])} tracker={_text(row['tracker_value'])}"
-
-
-def _text(value: Value | list[str]) -> str:
-    if isinstance(value, (frozenset, list)):
-        return "{" + ", ".join(sorted(value)) + "}"
-    return "-" if value is None else str(value)
+        return f"{text(row['sentry_value'])}; the link is held back until resolved"
+    return f"sentry={text(row['sentry_value'])} tracker={text(row['tracker_value'])}"

@@ -55,6 +55,10 @@ def status_data(store: Store) -> dict[str, Any]:
             for row in store.failures()
         ],
         "pending_intents": store.pending_intents(),
+        # Held back for flapping until `conflicts resolve hold:SENTRY_ID --take ...` lifts the hold.
+        "held": [{k: row[k] for k in ("sentry_id", "tracker_key", "reason", "since")} for row in store.holds()],
+        # Links with a write whose outcome is not known yet (the next cycle reads, then decides).
+        "pending_writes": len(store.pending_links()),
         "last_cycle": (
             {"started": last["started"], "finished": last["finished"], "ok": bool(last["ok"]),
              "writes": (last["writes_sentry"] or 0) + (last["writes_tracker"] or 0),
@@ -88,8 +92,9 @@ def run(ctx: Context) -> int:
         ctx.print_json(data)
         return EXIT_OK
     last = data["last_cycle"]
-    ctx.print(f"links: {data['links']}   conflicts: {len(data['conflicts'])}   "
-              f"failures: {len(data['failures'])}   pending intents: {data['pending_intents']}")
+    ctx.print(f"links: {data['links']}   conflicts: {len(data['conflicts'])}   held: {len(data['held'])}   "
+              f"failures: {len(data['failures'])}   pending intents: {data['pending_intents']}   "
+              f"pending writes: {data['pending_writes']}")
     if last:
         ctx.print(f"last cycle: {last['started']} {_result(last['ok'])}, {last['writes']} writes, "
                   f"{_seconds(last['duration_seconds'])}")
@@ -124,6 +129,9 @@ def run(ctx: Context) -> int:
     for c in data["conflicts"]:
         ctx.print(f"conflict #{c['id']} {c['sentry_id']} <-> {c['tracker_key']} {c['field']}: "
                   f"sentry={c['sentry_value']} tracker={c['tracker_value']}")
+    for h in data["held"]:
+        ctx.print(f"held hold:{h['sentry_id']} {h['sentry_id']} <-> {h['tracker_key']} since {h['since']}: "
+                  f"{h['reason']}")
     for f in data["failures"]:
         ctx.print(f"failure {f['sentry_id']} <-> {f['tracker_key']} (attempt {f['attempts']}, next {f['next_try']}): "
                   f"{f['error']}")

@@ -8,7 +8,8 @@ from typing import Any
 
 from bridge import render
 from bridge.cli import EXIT_FAILED, EXIT_OK, Context, report_remote_error
-from bridge.engine import CycleReport, describe_action
+from bridge.core.actions import changes, describe
+from bridge.engine.report import CycleReport
 
 
 def register(subparsers: Any) -> None:
@@ -49,11 +50,12 @@ def print_report(ctx: Context, report: CycleReport) -> None:
         render.print_report(ctx, report)
         return
     for outcome in report.outcomes:
-        if not outcome.actions and not outcome.error:
+        acts = changes(outcome.actions)
+        if not acts and not outcome.error:
             continue
         ctx.print(f"{outcome.sentry_id} <-> {outcome.tracker_key}")
-        for action in outcome.actions:
-            d = describe_action(action)
+        for action in acts:
+            d = describe(action)
             side = f" {d['side']}" if "side" in d else ""
             value = f" = {d['value']}" if "value" in d else ""
             ctx.print(f"  {d['action']:<20} {d['field']:<9}{side}{value}   ({d['reason']})")

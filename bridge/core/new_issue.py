@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.config import CreateSettings
-from bridge.mapping import UserMap, sentry_assignee
+from bridge.core.mapping import UserMap, sentry_assignee
 
 UNIQUE_PREFIX = "sentry-tracker-bridge"
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.config import StatusMapping, TrackerTarget
+from bridge.core.values import Pair, Snapshot, parse_time
 
-SENTRY_WRITABLE_STATES = ("unresolved", "resolved", "resolvedInNextRelease", "ignored")
 # Sentry searches (and so `bookmarks:`) only see issues with events in the last 90 days; a day of
 # margin keeps an issue at the edge from flickering in and out.
 SEARCH_WINDOW = timedelta(days=90)
@@ -210,18 +210,19 @@ def assignee_in_step(email: str | None, login: str | None, users: UserMap) -> bo
     return person is not None and email in person.emails
 
 
-def parse_sentry_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def outside_search_window(issue: Mapping[str, Any], now: datetime) -> bool:
     """Whether Sentry's searches can no longer see this issue (its last event is too old), so a
     search that does not find it proves nothing about its bookmarks."""
-    last_seen = parse_sentry_time(issue.get("lastSeen"))
+    last_seen = parse_time(issue.get("lastSeen"))
     return last_seen is not None and last_seen < now - SEARCH_WINDOW + WINDOW_MARGIN
+
+
+def snapshot(
+    s_issue: Mapping[str, Any], t_issue: Mapping[str, Any], marks: frozenset[str] | None, users: UserMap
+) -> Snapshot:
+    """Both sides of one link as the planner compares them."""
+    return Snapshot(
+        status=Pair(sentry_state(s_issue), tracker_status(t_issue)),
+        assignee=Pair(sentry_assignee(s_issue), tracker_assignee(t_issue, users)),
+        followers=Pair(marks, tracker_followers(t_issue, users)),
+    )

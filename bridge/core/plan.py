@@ -1,7 +1,8 @@
 """The planner: design §3 as a pure function.
 
 `plan_link` takes only values (the baseline pair per field, both sides now, the followers the
-bridge owns, the user map and the policy) and returns a list of frozen actions.  No clock, no
+bridge owns, the open conflicts, the writes still pending, the user map and the policy) and
+returns a list of frozen actions (`bridge.core.actions`).  No clock, no
 network, no database: the engine executes the actions and moves the baseline to what the
 servers answered.
 
@@ -12,45 +13,37 @@ Tracker `closed` that maps from both `resolved` and `ignored` never flips an ign
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
-from bridge.config import StatusMapping, TrackerTarget
-from bridge.mapping import (
+from bridge.config import Settings, StatusMapping
+from bridge.core.actions import (
+    Action,
+    AddFollowers,
+    Adopt,
+    Hold,
+    Reconcile,
+    RecordConflict,
+    RemoveFollowers,
+    ReportUnmapped,
+    WriteSentryAssignee,
+    WriteSentryStatus,
+    WriteTrackerAssignee,
+    WriteTrackerStatus,
+    changes,
+)
+from bridge.core.mapping import (
     UserMap,
     assignee_in_step,
     status_in_step,
     status_to_sentry,
     status_to_tracker,
 )
+from bridge.core.outcomes import Pending, observe_later, settle
+from bridge.core.values import Field, Pair, Side, Snapshot, other, scalar
 
-Field = Literal["status", "assignee", "followers"]
 Direction = Literal["both", "to_tracker", "to_sentry", "off"]
-Side = Literal["sentry", "tracker"]
-Value = str | frozenset[str] | None
-FIELDS: tuple[Field, ...] = ("status", "assignee", "followers")
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One field's values on both sides (a baseline, or what the sides hold now)."""
-
-    sentry: Value
-    tracker: Value
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Both sides of one link now.  `followers.sentry` is the set of e-mails of mapped people
-    who bookmarked the issue, or None when that is unknown this cycle."""
-
-    status: Pair
-    assignee: Pair
-    followers: Pair
-
-    def get(self, name: Field) -> Pair:
-        return {"status": self.status, "assignee": self.assignee, "followers": self.followers}[name]
 
 
 @dataclass(frozen=True)
@@ -64,91 +57,36 @@ class Policy:
         direction = self.directions.get(name, "off")
         return direction == "both" or direction == f"to_{to}"
 
-
-# -- actions -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WriteTrackerStatus:
-    target: TrackerTarget
-    reason: str
-    field: Field = "status"
-
-
-@dataclass(frozen=True)
-class WriteTrackerAssignee:
-    login: str | None
-    reason: str
-    field: Field = "assignee"
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        fields = settings.sync.fields
+        return cls(
+            directions={"status": fields.status, "assignee": fields.assignee, "followers": fields.followers},
+            conflict=settings.sync.conflict,
+            link_source=settings.sync.link_source,
+            status_table=settings.mapping.status,
+        )
 
 
 @dataclass(frozen=True)
-class AddFollowers:
-    logins: frozenset[str]
-    reason: str
-    field: Field = "followers"
+class LinkState:
+    """What the store knows of one link, as the planner needs it: the baseline pair per field,
+    the followers the bridge added, the fields with an open conflict, and the writes whose
+    outcome is still unknown.  The engine and `explain` build it the same way."""
 
-
-@dataclass(frozen=True)
-class RemoveFollowers:
-    logins: frozenset[str]
-    reason: str
-    field: Field = "followers"
-
-
-@dataclass(frozen=True)
-class WriteSentryStatus:
-    state: str
-    reason: str
-    field: Field = "status"
-
-
-@dataclass(frozen=True)
-class WriteSentryAssignee:
-    user_id: str | None
-    email: str | None
-    reason: str
-    field: Field = "assignee"
-
-
-@dataclass(frozen=True)
-class Adopt:
-    """Both sides are in step (or one side may not be written): the baseline moves, no write."""
-
-    field: Field
-    pair: Pair
-    reason: str
-
-
-@dataclass(frozen=True)
-class RecordConflict:
-    field: Field
-    pair: Pair
-    reason: str
-
-
-@dataclass(frozen=True)
-class ReportUnmapped:
-    """A value that has no counterpart (a user without a match, a state without a row)."""
-
-    field: Field
-    side: Side
-    value: str
-    reason: str
-
-
-TrackerWrite = WriteTrackerStatus | WriteTrackerAssignee | AddFollowers | RemoveFollowers
-SentryWrite = WriteSentryStatus | WriteSentryAssignee
-Action = TrackerWrite | SentryWrite | Adopt | RecordConflict | ReportUnmapped
-WRITES = (WriteTrackerStatus, WriteTrackerAssignee, AddFollowers, RemoveFollowers, WriteSentryStatus,
-          WriteSentryAssignee)
-
-
-def is_write(action: Action) -> bool:
-    return isinstance(action, WRITES)
+    baseline: Mapping[Field, Pair] = field(default_factory=dict)
+    owned: frozenset[str] = frozenset()
+    open_conflicts: frozenset[str] = frozenset()
+    pending: tuple[Pending, ...] = ()
 
 
 # -- the planner -------------------------------------------------------------------------------
+
+
+def plan_for(state: LinkState, now: Snapshot, users: UserMap, policy: Policy) -> list[Action]:
+    """Every action one link needs this cycle, from what the store knows of it (the one entry
+    point of the engine, `explain` and dry runs alike)."""
+    return plan_link(state.baseline, now, state.owned, users, policy, state.open_conflicts, state.pending)
 
 
 def plan_link(
@@ -158,33 +96,38 @@ def plan_link(
     users: UserMap,
     policy: Policy,
     open_conflicts: frozenset[str] = frozenset(),
+    pending: Sequence[Pending] = (),
 ) -> list[Action]:
-    """Every action one link needs this cycle, in the order the engine should run them.
-    `open_conflicts` names the fields with a conflict still recorded for this link."""
+    """Every action one link needs this cycle, in the order the engine should run them: first
+    the settlement of writes whose outcome was unknown (judged from what the sides show now),
+    then per field a write, a baseline move, a record, or a `Hold` saying why nothing happens."""
     actions: list[Action] = []
+    base = dict(baseline)
+    owned = owned_followers
+    for item in pending:
+        # An earlier write's answer was lost (or the process stopped): what the side shows now
+        # tells whether it landed; the bridge's own doing is never taken for a person's edit.
+        settled = settle(item.attempt, observe_later(item, now.get(item.field)))
+        actions.append(Reconcile(item.field, settled, settled.entry.detail))
+        if settled.baseline is not None:
+            base[item.field] = settled.baseline
+        owned = (owned | settled.owned_added) - settled.owned_removed
     for name in ("status", "assignee"):
-        planned = _plan_scalar(name, baseline.get(name), now.get(name), users, policy)
-        if not planned and name in open_conflicts and _in_step(name, now.get(name), users, policy):
+        planned = _plan_scalar(name, base.get(name), now.get(name), users, policy)
+        if not changes(planned) and name in open_conflicts and _in_step(name, now.get(name), users, policy):
             # People put both sides back in step (even back to the baseline): the recorded
             # conflict is over; adopting settles it.
             planned = [Adopt(name, now.get(name), "conflict settled by hand: both sides in step")]
         actions.extend(planned)
-    actions.extend(_plan_followers(baseline.get("followers"), now.followers, owned_followers, users, policy))
+    actions.extend(_plan_followers(base.get("followers"), now.followers, owned, users, policy))
     return actions
 
 
 def _in_step(name: Field, pair: Pair, users: UserMap, policy: Policy) -> bool:
     if name == "status":
-        return (
-            isinstance(pair.sentry, str)
-            and isinstance(pair.tracker, str)
-            and status_in_step(pair.sentry, pair.tracker, policy.status_table)
-        )
-    return assignee_in_step(_text(pair.sentry), _text(pair.tracker), users)
-
-
-def _text(value: Value) -> str | None:
-    return value if isinstance(value, str) else None
+        state, status = scalar(pair.sentry), scalar(pair.tracker)
+        return state is not None and status is not None and status_in_step(state, status, policy.status_table)
+    return assignee_in_step(scalar(pair.sentry), scalar(pair.tracker), users)
 
 
 def _plan_scalar(
@@ -192,18 +135,15 @@ def _plan_scalar(
 ) -> list[Action]:
     if policy.directions.get(name, "off") == "off":
         # The operator switched this field off: never touch it.
-        return []
+        return [Hold(name, f"sync.fields.{name} = off: never touched")]
     in_step = _in_step(name, now, users, policy)
     if base is None:
         if in_step:
             # A new link whose sides already agree: remember them.
             return [Adopt(name, now, "new link, both sides already in step")]
         # A new link that disagrees: the configured source side wins (Sentry by default).
-        first: Side = policy.link_source
-        second: Side = "tracker" if first == "sentry" else "sentry"
-        for source in (first, second):
-            target: Side = "tracker" if source == "sentry" else "sentry"
-            if policy.allows(name, target):
+        for source in (policy.link_source, other(policy.link_source)):
+            if policy.allows(name, other(source)):
                 return _write(name, source, now, users, policy, f"new link, {source} is the source")
         # A new link on a field no direction may write: just remember what both sides hold.
         return [Adopt(name, now, "new link, no direction allowed for this field")]
@@ -212,33 +152,37 @@ def _plan_scalar(
     tracker_changed = now.tracker != base.tracker
     if not sentry_changed and not tracker_changed:
         # Nothing moved since the last sync (including our own echoes).
-        return []
+        if in_step:
+            return [Hold(name, "in step, and unchanged on both sides since the baseline")]
+        return [Hold(name, "unchanged on both sides since the baseline, but not in step: waits for a change on "
+                           "either side (or `conflicts resolve`)")]
     if in_step:
         # One side changed to something that already matches, or people converged by hand.
         why = "both changed and converged" if sentry_changed and tracker_changed else "changed into step"
         return [Adopt(name, now, why)]
-    if sentry_changed and not tracker_changed:
-        if policy.allows(name, "tracker"):
-            # Someone changed Sentry: carry it to Tracker.
-            return _write(name, "sentry", now, users, policy, "sentry changed, tracker unchanged")
-        # Sentry changed but this field never flows to Tracker: remember it so that a later
-        # Tracker change is not mistaken for a conflict.
-        return [Adopt(name, now, "sentry changed; direction is to_sentry only")]
-    if tracker_changed and not sentry_changed:
-        if policy.allows(name, "sentry"):
-            # Someone changed Tracker: carry it to Sentry.
-            return _write(name, "tracker", now, users, policy, "tracker changed, sentry unchanged")
-        # Tracker changed but this field never flows to Sentry.
-        return [Adopt(name, now, "tracker changed; direction is to_tracker only")]
+    if sentry_changed != tracker_changed:
+        changed: Side = "sentry" if sentry_changed else "tracker"
+        if policy.allows(name, other(changed)):
+            # A person changed one side: carry it to the other.
+            return _write(name, changed, now, users, policy, f"{changed} changed, {other(changed)} unchanged")
+        # That side changed but this field never flows from it: remember it, so that a later
+        # change of the other side is not mistaken for a conflict.
+        return [Adopt(name, now, f"{changed} changed; direction is to_{changed} only")]
     # Both sides changed to values that do not match: a real conflict.
     winner = policy.conflict
-    if winner != "manual":
-        loser: Side = "tracker" if winner == "sentry" else "sentry"
-        if policy.allows(name, loser):
-            # sync.conflict names the side that wins; its value is written to the other.
-            return _write(name, winner, now, users, policy, f"both changed; sync.conflict = {winner}")
+    why = f"both changed; sync.conflict = {winner}"
+    if winner != "manual" and policy.allows(name, other(winner)):
+        # sync.conflict names the side that wins; its value is written to the other.
+        planned = _write(name, winner, now, users, policy, why)
+        unmapped = planned[0]
+        if not isinstance(unmapped, ReportUnmapped):
+            return planned
+        # The winner's value has no counterpart (a team, an unmapped person or state): nothing
+        # can be carried, so the other side's edit stays and the conflict is recorded for a person.
+        return [RecordConflict(name, now, f"{why}, but {winner}'s {unmapped.value!r} has no counterpart in "
+                                          f"{other(winner).title()}")]
     # manual policy (or the winner may not be written): record, write nothing.
-    return [RecordConflict(name, now, f"both changed; sync.conflict = {winner}")]
+    return [RecordConflict(name, now, why)]
 
 
 def _write(name: Field, source: Side, now: Pair, users: UserMap, policy: Policy, why: str) -> list[Action]:
@@ -246,26 +190,26 @@ def _write(name: Field, source: Side, now: Pair, users: UserMap, policy: Policy,
     has no counterpart (never a guess)."""
     if name == "status":
         if source == "sentry":
-            state = _text(now.sentry) or ""
+            state = scalar(now.sentry) or ""
             target = status_to_tracker(state, policy.status_table)
             if target is None:
                 return [ReportUnmapped(name, "sentry", state, f"{why}; no to_tracker row for {state!r}")]
             return [WriteTrackerStatus(target, f"{why}: {state} -> {target.status}")]
-        status = _text(now.tracker) or ""
+        status = scalar(now.tracker) or ""
         wanted = status_to_sentry(status, policy.status_table)
         if wanted is None:
             return [ReportUnmapped(name, "tracker", status, f"{why}; no to_sentry row for {status!r}")]
         return [WriteSentryStatus(wanted, f"{why}: {status} -> {wanted}")]
 
     if source == "sentry":
-        email = _text(now.sentry)
+        email = scalar(now.sentry)
         if email is None:
             return [WriteTrackerAssignee(None, f"{why}: unassigned")]
         login = users.login_for(email)
         if login is None:
             return [ReportUnmapped(name, "sentry", email, f"{why}; no Tracker user for {email}")]
         return [WriteTrackerAssignee(login, f"{why}: {email} -> {login}")]
-    login_now = _text(now.tracker)
+    login_now = scalar(now.tracker)
     if login_now is None:
         return [WriteSentryAssignee(None, None, f"{why}: unassigned")]
     person = users.person_for(login_now)
@@ -279,16 +223,18 @@ def _plan_followers(
 ) -> list[Action]:
     if not policy.allows("followers", "tracker"):
         # Followers only ever flow from Sentry bookmarks to Tracker.
-        return []
+        direction = policy.directions.get("followers", "off")
+        return [Hold("followers", f"sync.fields.followers = {direction}: followers are never touched")]
     bookmarks = now.sentry
     if not isinstance(bookmarks, frozenset):
         # Bookmarks could not be learned this cycle: unknown is not "nobody".
-        return []
+        return [Hold("followers", "bookmarks unknown this cycle: unknown is not 'nobody'")]
     followers = now.tracker if isinstance(now.tracker, frozenset) else frozenset()
     before = base.sentry if base is not None and isinstance(base.sentry, frozenset) else frozenset()
     if bookmarks == before:
         # No bookmark came or went; hand-made follower changes in Tracker are left alone.
-        return []
+        return [Hold("followers", "no bookmark came or went since the baseline; followers people added or "
+                                  "removed by hand are left alone")]
     actions: list[Action] = []
     added = {users.login_for(e) for e in bookmarks - before}
     removed = {users.login_for(e) for e in before - bookmarks}
@@ -296,8 +242,10 @@ def _plan_followers(
     # Only followers the bridge itself added are ever removed.
     to_remove = frozenset(login for login in removed if login) & owned & followers
     if to_add:
-        # Someone bookmarked the Sentry issue: follow the Tracker issue for them.
-        actions.append(AddFollowers(to_add, f"new bookmark(s): {', '.join(sorted(to_add))}"))
+        # Someone bookmarked the Sentry issue: follow the Tracker issue for them.  The baseline
+        # moves with the last follower write, so a failed removal after it is planned again.
+        actions.append(AddFollowers(to_add, f"new bookmark(s): {', '.join(sorted(to_add))}",
+                                    moves_baseline=not to_remove))
     if to_remove:
         # Someone dropped a bookmark: drop the follower the bridge added for them.
         actions.append(RemoveFollowers(to_remove, f"bookmark(s) removed: {', '.join(sorted(to_remove))}"))

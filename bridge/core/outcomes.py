@@ -1,0 +1,284 @@
+"""Design §9: what the bridge believes after a write, as one pure function.
+
+The planner (design §3) decides what to write.  This module decides where a field's baseline goes
+once the engine has tried a write and observed what happened, and what follows: nothing, a
+retry with backoff, a re-plan, or a read first next cycle.  Every outcome has one rule here:
+
+| observed (`Seen`)  | baseline afterwards                               | then          |
+|--------------------|---------------------------------------------------|---------------|
+| APPLIED            | (value written, value read back)                  | done          |
+| REFUSED (4xx)      | unchanged                                         | retry later   |
+| CONFLICT (409/412) | unchanged                                         | re-plan now   |
+| NOT_LANDED         | unchanged (the engine already retried in-cycle)   | retry later   |
+| LANDED             | as if applied; ownership recorded                 | done          |
+| UNKNOWN            | unchanged (or the status a path surely reached);  | read first    |
+|                    | the write stays pending                           |               |
+| PARTIAL            | Tracker side = the status the bridge reached,     | retry later:  |
+|                    | Sentry side = the baseline's (so the next cycle   | the next cycle|
+|                    | sees only Sentry changed and finishes the path)   | continues     |
+| SUPERSEDED         | unchanged: a person moved that side since         | done          |
+
+A write whose outcome is unknown stays *pending*: the engine notes it before sending (so a crash
+is covered too) and forgets it only once settled.  The next cycle judges a pending write from
+what it reads (`observe_later`) before planning, and settles it with the same `settle`.
+
+Ownership of followers follows what the server shows: an add owns the logins it asked for that
+are there afterwards; a remove releases the logins that are gone afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from bridge.config import TrackerTarget
+from bridge.core.actions import (
+    AddFollowers,
+    RemoveFollowers,
+    Write,
+    WriteSentryAssignee,
+    WriteSentryStatus,
+    WriteTrackerAssignee,
+    WriteTrackerStatus,
+)
+from bridge.core.mapping import sentry_state_satisfies
+from bridge.core.values import Field, Pair, Value, text
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One line of the audit log: a write tried and its outcome, or a record made."""
+
+    side: str
+    field: str
+    action: str
+    value: str
+    outcome: str
+    detail: str = ""
+
+
+class Seen(StrEnum):
+    APPLIED = "applied"  # the answer came back and was read
+    LANDED = "landed"  # the answer was lost; a read shows the write took effect
+    PARTIAL = "partial"  # a transition path stopped after some of its steps
+    NOT_LANDED = "not_landed"  # 5xx / timeout, and a read shows nothing changed
+    REFUSED = "refused"  # 4xx other than 409/412: refused for good
+    CONFLICT = "conflict"  # 409/412: a person changed the issue meanwhile
+    UNKNOWN = "unknown"  # the answer was lost and nothing could be read back
+    SUPERSEDED = "superseded"  # (a pending write, judged later) the side holds a third value
+
+
+class Then(StrEnum):
+    DONE = "done"
+    RETRY_LATER = "retry_later"  # recorded failure, retried with backoff
+    REPLAN = "replan"  # re-read both sides and plan once more, now
+    READ_FIRST = "read_first"  # the outcome is unknown: the next cycle reads, then decides
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the engine saw of one write.  `value` is the written side's value read back (APPLIED,
+    LANDED), or the last status a transition path surely reached (PARTIAL, and UNKNOWN when
+    some steps are known to have landed)."""
+
+    seen: Seen
+    value: Value = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One write as planned: the action, the field's pair it was planned from (both sides
+    then) and the field's baseline then."""
+
+    action: Write
+    planned: Pair
+    baseline: Pair | None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A write begun and not settled.  `reached`: the statuses a transition path may have put
+    the issue in so far (the step in flight included), all of them the bridge's own doing."""
+
+    attempt: Attempt
+    reached: tuple[str, ...] = ()
+
+    @property
+    def field(self) -> Field:
+        return self.attempt.action.field
+
+    @property
+    def kind(self) -> str:
+        return type(self.attempt.action).__name__
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Where one write leaves the bridge's beliefs about its field."""
+
+    field: Field
+    baseline: Pair | None  # the field's new baseline; None: unchanged
+    owned_added: frozenset[str]
+    owned_removed: frozenset[str]
+    entry: JournalEntry
+    then: Then
+    wrote: bool  # a change of ours took effect on a server (write counts, the flap guard)
+    pending: Pending | None = None  # still unknown: judged again next cycle
+
+
+OUTCOME_TEXT = {
+    Seen.APPLIED: "ok", Seen.LANDED: "landed", Seen.PARTIAL: "partial", Seen.NOT_LANDED: "failed",
+    Seen.REFUSED: "failed", Seen.CONFLICT: "conflict", Seen.UNKNOWN: "unknown", Seen.SUPERSEDED: "superseded",
+}
+# Journal outcomes of writes that changed a server (the flap guard counts these).
+WROTE_OUTCOMES = ("ok", "landed", "partial")
+THEN_OF = {
+    Seen.APPLIED: Then.DONE, Seen.LANDED: Then.DONE, Seen.PARTIAL: Then.RETRY_LATER,
+    Seen.NOT_LANDED: Then.RETRY_LATER, Seen.REFUSED: Then.RETRY_LATER, Seen.CONFLICT: Then.REPLAN,
+    Seen.UNKNOWN: Then.READ_FIRST, Seen.SUPERSEDED: Then.DONE,
+}
+
+
+def settle(attempt: Attempt, observed: Observation, reached: tuple[str, ...] = ()) -> Settlement:
+    """Design §9: the baseline, ownership, journal entry and next step after one write.
+    `reached` (transitions) is what a pending marker must remember when the outcome is unknown."""
+    action = attempt.action
+    seen = observed.seen
+    baseline: Pair | None = None
+    added: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+    if seen in (Seen.APPLIED, Seen.LANDED):
+        # The write took effect: the written side is what the server shows, the other side what
+        # the plan was made from (an edit made there since is then seen as a change next cycle).
+        baseline = _moved(attempt, observed.value)
+        added, removed = _ownership(action, observed.value)
+    elif seen in (Seen.PARTIAL, Seen.UNKNOWN) and observed.value is not None:
+        # Some steps of a transition path surely landed: the Tracker side is where the bridge
+        # itself brought the issue; the Sentry side stays the baseline's, so the next cycle sees
+        # only Sentry changed and finishes the path (never a person's edit, never a conflict).
+        before = attempt.baseline.sentry if attempt.baseline is not None else None
+        baseline = Pair(before, observed.value)
+    wrote = seen in (Seen.APPLIED, Seen.LANDED) or (seen in (Seen.PARTIAL, Seen.UNKNOWN)
+                                                     and observed.value is not None)
+    entry = JournalEntry(action.side, action.field, type(action).__name__, _target_text(action),
+                         OUTCOME_TEXT[seen], observed.detail or action.reason)
+    pending = Pending(attempt, reached) if seen is Seen.UNKNOWN else None
+    return Settlement(action.field, baseline, added, removed, entry, THEN_OF[seen], wrote, pending)
+
+
+def observe_later(pending: Pending, now: Pair) -> Observation:
+    """Judge a pending write from what its field shows now (read at the start of a later cycle):
+    landed, landed part of the way, did not land, or overtaken by a person's change."""
+    action = pending.attempt.action
+    planned = pending.attempt.planned.side(action.side)
+    value = now.side(action.side)
+    if isinstance(action, (AddFollowers, RemoveFollowers)):
+        shown = value if isinstance(value, frozenset) else frozenset()
+        effect = action.logins & shown if isinstance(action, AddFollowers) else action.logins - shown
+        if effect:
+            return Observation(Seen.LANDED, value, f"an earlier write landed: {text(effect)} (read back later)")
+        return Observation(Seen.NOT_LANDED, None, "an earlier write did not land (read back later)")
+    if _reached_target(action, value):
+        return Observation(Seen.LANDED, value, "an earlier write landed (read back later)")
+    if isinstance(action, WriteTrackerStatus) and value in pending.reached:
+        return Observation(Seen.PARTIAL, value, f"an earlier transition path stopped at {value}, on the way to "
+                                                f"{action.target.status} (read back later)")
+    if value == planned:
+        return Observation(Seen.NOT_LANDED, None, "an earlier write did not land (read back later)")
+    return Observation(Seen.SUPERSEDED, None, f"changed to {text(value)} since an earlier write of "
+                                              f"{_target_text(action)}: taken as a person's change")
+
+
+def _reached_target(action: Write, value: Value) -> bool:
+    if isinstance(action, WriteSentryStatus):
+        return isinstance(value, str) and sentry_state_satisfies(value, action.state)
+    return value == action.value
+
+
+def _moved(attempt: Attempt, value: Value) -> Pair | None:
+    action = attempt.action
+    if isinstance(action, (AddFollowers, RemoveFollowers)) and not action.moves_baseline:
+        return None  # a later follower write of the same plan moves it, once it landed too
+    return attempt.planned.with_side(action.side, value)
+
+
+def _ownership(action: Write, value: Value) -> tuple[frozenset[str], frozenset[str]]:
+    shown = value if isinstance(value, frozenset) else frozenset()
+    if isinstance(action, AddFollowers):
+        return action.logins & shown, frozenset()
+    if isinstance(action, RemoveFollowers):
+        return frozenset(), action.logins - shown
+    return frozenset(), frozenset()
+
+
+def _target_text(action: Write) -> str:
+    return text(action.value)
+
+
+# -- pending writes as JSON (the store keeps them between cycles) -------------------------------
+
+
+def encode_value(value: Value) -> Any:
+    return {"set": sorted(value)} if isinstance(value, frozenset) else value
+
+
+def decode_value(data: Any) -> Value:
+    if isinstance(data, dict) and "set" in data:
+        return frozenset(str(v) for v in data["set"])
+    return None if data is None else str(data)
+
+
+def _pair_json(pair: Pair | None) -> Any:
+    return None if pair is None else [encode_value(pair.sentry), encode_value(pair.tracker)]
+
+
+def _pair_of(data: Any) -> Pair | None:
+    return None if data is None else Pair(decode_value(data[0]), decode_value(data[1]))
+
+
+def pending_to_json(pending: Pending) -> str:
+    action = pending.attempt.action
+    body: dict[str, Any] = {"kind": type(action).__name__, "reason": action.reason}
+    if isinstance(action, WriteTrackerStatus):
+        body.update(status=action.target.status, resolution=action.target.resolution)
+    elif isinstance(action, WriteTrackerAssignee):
+        body.update(login=action.login)
+    elif isinstance(action, (AddFollowers, RemoveFollowers)):
+        body.update(logins=sorted(action.logins), moves_baseline=action.moves_baseline)
+    elif isinstance(action, WriteSentryStatus):
+        body.update(state=action.state)
+    elif isinstance(action, WriteSentryAssignee):
+        body.update(user_id=action.user_id, email=action.email)
+    return json.dumps({"action": body, "planned": _pair_json(pending.attempt.planned),
+                       "baseline": _pair_json(pending.attempt.baseline), "reached": list(pending.reached)})
+
+
+def pending_from_json(raw: str) -> Pending:
+    """The inverse of `pending_to_json`; raises ValueError for anything else."""
+    try:
+        data = json.loads(raw)
+        body = data["action"]
+        kind, reason = body["kind"], body["reason"]
+        action: Write
+        if kind == "WriteTrackerStatus":
+            action = WriteTrackerStatus(TrackerTarget(status=body["status"], resolution=body["resolution"]), reason)
+        elif kind == "WriteTrackerAssignee":
+            action = WriteTrackerAssignee(body["login"], reason)
+        elif kind in ("AddFollowers", "RemoveFollowers"):
+            kind_of = AddFollowers if kind == "AddFollowers" else RemoveFollowers
+            action = kind_of(frozenset(body["logins"]), reason, moves_baseline=bool(body["moves_baseline"]))
+        elif kind == "WriteSentryStatus":
+            action = WriteSentryStatus(body["state"], reason)
+        elif kind == "WriteSentryAssignee":
+            action = WriteSentryAssignee(body["user_id"], body["email"], reason)
+        else:
+            raise ValueError(f"unknown write kind {kind!r}")
+        planned = _pair_of(data["planned"])
+        if planned is None:
+            raise ValueError("a pending write without the pair it was planned from")
+        return Pending(Attempt(action, planned, _pair_of(data["baseline"])), tuple(data["reached"]))
+    except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a pending write: {exc}") from None

@@ -1,0 +1,428 @@
+"""The engine: the only place that talks to both clients and the store.
+
+One cycle: recover pending creates, learn who is who, read every linked issue in batches (or,
+incrementally, only the Tracker issues updated since the cursor), learn the bookmarks, plan each
+link with the pure planner, and run the links with writes on workers while later batches are
+still being read.  Each link's run is committed in one transaction as it finishes; a link that
+fails is recorded with its error and retried later; the cycle goes on.  Then new Sentry issues
+get their Tracker issues, and linked Sentry issues show their Tracker keys.
+
+The parts live beside this module: `reading` (the reads), `executor` and `transitions` (writes
+and what was observed of them), `creation`, `relink`, and `report` (what a cycle did).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.clients.sentry import SentryClient
+from bridge.clients.tracker import TrackerClient
+from bridge.config import Settings
+from bridge.core.actions import changes
+from bridge.core.guard import MassChangeGuard
+from bridge.core.linkrun import Link, LinkRun
+from bridge.core.mapping import UserMap, snapshot, tracker_followers
+from bridge.core.outcomes import Pending
+from bridge.core.plan import LinkState, Policy, plan_for
+from bridge.core.workflow import WorkflowCache
+from bridge.engine.creation import Creator
+from bridge.engine.executor import Executor
+from bridge.engine.reading import TRACKER_CURSOR, Batch, Issues, Reader, Tally, slim_sentry
+from bridge.engine.relink import relink
+from bridge.engine.report import SUMMARY_LOG_FIELDS, CycleReport
+from bridge.engine.transitions import StatusWalker
+from bridge.errors import BridgeError, RemoteError
+from bridge.store import Store, slim_tracker
+
+log = logging.getLogger("bridge.engine")
+
+Bookmarks = Mapping[str, frozenset[str]] | None
+
+
+class _Silent:
+    def advance(self, n: int = 1) -> None:
+        """No progress display."""
+
+
+@contextmanager
+def _no_progress(label: str, total: int) -> Iterator[_Silent]:
+    yield _Silent()
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: Store, sentry: SentryClient, tracker: TrackerClient, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.policy = Policy.from_settings(settings)
+        self.workflows = WorkflowCache()
+        # Set from a signal handler: the link in progress finishes, no new link starts.
+        self.stop_requested = threading.Event()
+        self._store, self._sentry, self._tracker = store, sentry, tracker
+        self._wire()
+        self._users: UserMap | None = None
+        # Long phases report here (a progress bar on a terminal); silent by default.
+        self.progress: Callable[[str, int], AbstractContextManager[Any]] = _no_progress
+        # Cycles since the last full read of Tracker (None: none yet, so the next one is full).
+        self._since_full: int | None = None
+
+    # The clients and the store may be swapped (a reload, a test's fault wrapper): the parts follow.
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = store
+        self._wire()
+
+    @property
+    def sentry(self) -> SentryClient:
+        return self._sentry
+
+    @sentry.setter
+    def sentry(self, client: SentryClient) -> None:
+        self._sentry = client
+        self._wire()
+
+    @property
+    def tracker(self) -> TrackerClient:
+        return self._tracker
+
+    @tracker.setter
+    def tracker(self, client: TrackerClient) -> None:
+        self._tracker = client
+        self._wire()
+
+    def _wire(self) -> None:
+        def now() -> datetime:
+            return self.clock()
+
+        self.reader = Reader(self.settings, self._sentry, self._tracker, now)
+        self.walker = StatusWalker(self._tracker, self.workflows, self._tracker.http.policy.attempts)
+        self.creator = Creator(self.settings, self._store, self._sentry, self._tracker, self.reader, now,
+                               self.stop_requested.is_set)
+
+    def users(self, *, refresh: bool) -> UserMap:
+        """Who is who; re-read on full cycles, kept in memory between them."""
+        if refresh or self._users is None:
+            self._users = self.reader.users()
+        return self._users
+
+    def load_users(self) -> UserMap:
+        return self.reader.users()
+
+    def executor(self, users: UserMap, *, notes: bool = True) -> Executor:
+        """Runs links' writes; notes each write before it is sent (unless a dry run)."""
+        def note(sentry_id: str, pending: Pending) -> None:
+            self.store.pending_log.note(sentry_id, pending, self.clock())
+
+        return Executor(self.sentry, self.tracker, self.walker, users, self.policy, note if notes else None)
+
+    def relink(self) -> dict[str, Any]:
+        return relink(self.reader, self.store, self.policy)
+
+    # -- the cycle ------------------------------------------------------------------------------
+    def _full_due(self) -> bool:
+        """Full: read every linked Tracker issue.  Otherwise only those updated since the cursor.
+        The first cycle of a process (every one-shot `sync`) and every `full_resync_every`-th is full."""
+        if self._since_full is None or self.store.cursor(TRACKER_CURSOR) is None:
+            return True
+        return self._since_full + 1 >= self.settings.sync.full_resync_every
+
+    def run_cycle(self, *, dry_run: bool = False, respect_backoff: bool = False, backfill: bool = False,
+                  force: bool = False, full: bool | None = None) -> CycleReport:
+        """One cycle.  Never raises for a single link's trouble; a failure to learn the users
+        (auth, outage) ends the cycle early as `report.fatal`."""
+        report = CycleReport(dry_run=dry_run, started=self.clock())
+        before = self.sentry.stats.total, self.tracker.stats.total
+        started_cpu = time.process_time()
+        if not dry_run:
+            report.cycle_id = self.store.begin_cycle(dry_run, report.started)
+        try:
+            full = self._full_due() if full is None else full
+            report.full = full
+            self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff, backfill=backfill, force=force,
+                        full=full)
+            if not dry_run and not report.interrupted:
+                self._since_full = 0 if full else (self._since_full or 0) + 1
+        except RemoteError as exc:
+            # A read the whole cycle depends on failed (auth, outage, a malformed member list):
+            # the cycle ends here, recorded; the next one is the retry.
+            report.fatal = exc
+            log.error("cycle aborted: %s", exc.describe(), extra={"event": "cycle.aborted"})
+        except BaseException:
+            # A bug or a kill: still close the cycle's row, so `status` never shows it running.
+            report.finished = self.clock()
+            if report.cycle_id is not None:
+                self.store.finish_cycle(report.cycle_id, {**report.summary(), "ok": False}, report.finished)
+            raise
+        report.finished = self.clock()
+        report.requests = {"sentry": self.sentry.stats.total - before[0],
+                           "tracker": self.tracker.stats.total - before[1]}
+        summary = report.summary()
+        if report.cycle_id is not None:
+            self.store.finish_cycle(report.cycle_id, summary, report.finished)
+        log.info(
+            "cycle %s: %d links, writes sentry=%d tracker=%d, %d failed, %d conflicts, %.2fs (cpu %.2fs)",
+            "planned" if dry_run else "done",
+            summary["links"], summary["writes_sentry"], summary["writes_tracker"], summary["failures"],
+            summary["conflicts"], summary["duration_seconds"] or 0.0, time.process_time() - started_cpu,
+            extra={"event": "cycle.summary", **{k: summary[k] for k in SUMMARY_LOG_FIELDS}},
+        )
+        return report
+
+    def _cycle(self, report: CycleReport, *, dry_run: bool, respect_backoff: bool, backfill: bool, force: bool,
+               full: bool) -> None:
+        creating = self.settings.create.enabled or backfill
+        if not dry_run:
+            self.creator.recover_intents(report)
+        links = self.store.links()
+        report.links = len(links)
+        if not links and not creating:
+            return
+        users = self.users(refresh=full)
+        bookmarks = self.reader.bookmarks(users) if self.policy.allows("followers", "tracker") else None
+        waiting = self.store.not_due(self.clock()) if respect_backoff else set()
+        held = self.store.held()
+        active = [link for link in links if link.sentry_id not in waiting and link.sentry_id not in held]
+        # A full read sees everything as of now: the next incremental poll starts here (the
+        # overlap window absorbs clock skew between us and Tracker).
+        updates, cursor = ({}, report.started.isoformat()) if full else self.reader.tracker_updates(links, self.store)
+        guard = MassChangeGuard(self.settings.sync.mass_change_limit(len(links)), len(active), force=force)
+        missing = self._sync_links(report, active, users, bookmarks, updates, guard, full=full, dry_run=dry_run)
+        if report.interrupted:
+            log.info("stop requested: links not read or not started are left for the next run",
+                     extra={"event": "cycle.interrupted"})
+        if report.refused or report.interrupted:
+            return
+        for link, error in missing:
+            run = LinkRun(link)
+            report.outcomes.append(run)
+            self._fail(report, run, error.describe() if isinstance(error, RemoteError) else str(error), dry_run)
+        if dry_run:
+            return
+        self.store.set_cursor(TRACKER_CURSOR, cursor, self.clock())
+        if creating and not self.stop_requested.is_set():
+            self.creator.create_new(report, users, bookmarks, self.sync_new, backfill=backfill, dry_run=dry_run)
+        if self.settings.sentry.app_installation and not self.stop_requested.is_set():
+            self.creator.backlink(report)
+
+    def _sync_links(self, report: CycleReport, active: Sequence[Link], users: UserMap, bookmarks: Bookmarks,
+                    updates: Issues, guard: MassChangeGuard, *, full: bool, dry_run: bool,
+                    ) -> list[tuple[Link, BridgeError]]:
+        """Read both sides in batches, plan every link, write.  Links with nothing to write are
+        committed as they are planned, so memory follows the changes, not N.  Links with writes
+        wait for the mass-change guard; once it can no longer be crossed they run on
+        `sync.concurrency` workers while later batches are still being read, so a rate-limited
+        read and rate-limited writes overlap.  Returns the links one side could not show."""
+        missing: list[tuple[Link, BridgeError]] = []
+        held: list[LinkRun] = []
+        tally = Tally()
+        flaps = {} if dry_run else self.store.cycles_writing(self.settings.sync.flap_window_cycles)
+        executor = self.executor(users, notes=not dry_run)
+        writes = WritePool(self, report, executor, users)
+        fresh = self.store.pending_links()  # a write still pending: read it, never take the cache
+
+        def known(chunk: list[Link]) -> Issues:
+            keys = [link.tracker_key for link in chunk if link.sentry_id not in fresh]
+            found = self.store.cached_tracker(keys)
+            found.update({key: updates[key] for key in keys if key in updates})
+            return found
+
+        def taken(batch: Batch) -> None:
+            if batch.fetched and not dry_run:  # a dry run writes nothing, not even this cache
+                self.store.cache_tracker(batch.fetched, self.clock())
+
+        try:
+            with self.progress("reading linked issues", len(active)) as bar:
+                for chunk, batch in self.reader.batches(active, known, full=full, taken=taken):
+                    bar.advance(len(chunk))
+                    tally.add(len(chunk), batch)
+                    runs = self._plan_batch(chunk, batch, users, bookmarks, missing, dry_run=dry_run)
+                    guard.planned(len(chunk), self._hold_writes(report, runs, executor, users, held,
+                                                                dry_run=dry_run))
+                    if guard.releasable and held and not dry_run:
+                        writes.start(self._unless_flapping(report, held, flaps))
+                        held = []
+                    writes.commit_done()
+                    if self.stop_requested.is_set():
+                        report.interrupted = True
+                        return missing
+            tally.refuse_an_empty_side()
+            if guard.refused:
+                report.refused = (f"{guard.changing} links would be changed this cycle, more than the limit of "
+                                  f"{guard.limit} (sync.max_changes_per_cycle); check with `sync --dry-run`, "
+                                  "then run `sync --force`")
+                log.error("refused: %s", report.refused, extra={"event": "cycle.refused"})
+                return missing
+            if dry_run:
+                report.outcomes.extend(held)
+                return missing
+            writes.start(self._unless_flapping(report, held, flaps))
+        finally:
+            writes.drain()
+        return missing
+
+    def _plan_batch(self, chunk: list[Link], batch: Batch, users: UserMap, bookmarks: Bookmarks,
+                    missing: list[tuple[Link, BridgeError]], *, dry_run: bool) -> list[LinkRun]:
+        """Plan each link of a batch; the runs with something to do (others need nothing)."""
+        ids = [link.sentry_id for link in chunk]
+        states = self.store.link_states(ids)
+        failing = self.store.failing(ids)
+        runs: list[LinkRun] = []
+        for link in chunk:
+            got = batch.issues_of(link)
+            if isinstance(got, BridgeError):
+                missing.append((link, got))
+                continue
+            s_issue, t_issue = got
+            run = self.planned(link, states[link.sentry_id], s_issue, t_issue,
+                               self.reader.bookmarks_of(link.sentry_id, s_issue, bookmarks), users)
+            if changes(run.actions):
+                run.sentry, run.tracker = slim_sentry(s_issue), slim_tracker(t_issue)
+                runs.append(run)
+            elif link.sentry_id in failing and not dry_run:
+                self.store.clear_failure(link.sentry_id)  # readable again and nothing to do: recovered
+        return runs
+
+    def planned(self, link: Link, state: LinkState, s_issue: dict[str, Any], t_issue: dict[str, Any],
+                marks: frozenset[str] | None, users: UserMap) -> LinkRun:
+        """A link's run with its plan: the one way every caller (cycle, creation, `conflicts
+        resolve`, `explain`) turns what the store knows and what the sides show into actions."""
+        run = LinkRun(link, state, s_issue, t_issue, marks)
+        run.actions = plan_for(state, snapshot(s_issue, t_issue, marks, users), users, self.policy)
+        return run
+
+    def _hold_writes(self, report: CycleReport, runs: Sequence[LinkRun], executor: Executor, users: UserMap,
+                     held: list[LinkRun], *, dry_run: bool) -> int:
+        """Runs with writes go to `held` for the guard (their count is returned); the rest
+        (adopt, conflict, unmapped, settling a pending write) are committed now, or only
+        described in a dry run."""
+        changing = 0
+        for run in runs:
+            if run.planned_writes:
+                held.append(run)
+                changing += 1
+            elif dry_run:
+                report.outcomes.append(run)
+            else:
+                executor.run(run)
+                self.finish(report, run, users)
+        return changing
+
+    def _unless_flapping(self, report: CycleReport, runs: Sequence[LinkRun], flaps: Mapping[str, int],
+                         ) -> list[LinkRun]:
+        """Hold back links the bridge keeps rewriting (flapping) instead of writing them again;
+        `flaps` counts the cycles before this one, so the cycle's own writes never count."""
+        window, limit = self.settings.sync.flap_window_cycles, self.settings.sync.flap_limit
+        kept: list[LinkRun] = []
+        for run in runs:
+            if flaps.get(run.sentry_id, 0) < limit:
+                kept.append(run)
+                continue
+            detail = (f"written in {flaps[run.sentry_id]} of the last {window} cycles; held back until "
+                      "lifted (`conflicts resolve`)")
+            self.store.hold(run.sentry_id, run.tracker_key, detail, self.clock())
+            report.quarantined.append(run.sentry_id)
+            log.error("held back %s <-> %s: %s", run.sentry_id, run.tracker_key, detail,
+                      extra={"event": "link.quarantined", "link": run.sentry_id})
+        return kept
+
+    # -- one link now (creation, operator commands) ---------------------------------------------
+    def sync_new(self, report: CycleReport, link: Link, s_issue: dict[str, Any], t_issue: dict[str, Any],
+                 marks: frozenset[str] | None, users: UserMap, owned: frozenset[str], created: bool) -> None:
+        """Sync a link just created (or adopted) once, so its baselines exist."""
+        run = self.planned(link, LinkState(owned=owned), s_issue, t_issue, marks, users)
+        run.writes_tracker += int(created)
+        report.outcomes.append(run)
+        self.executor(users).run(run)
+        self.finish(report, run, users, append=False)
+
+    def sync_one(self, report: CycleReport, run: LinkRun, users: UserMap) -> None:
+        """Run one planned link now, on this thread, and commit it."""
+        report.outcomes.append(run)
+        self.executor(users).run(run)
+        self.finish(report, run, users, append=False)
+
+    def finish(self, report: CycleReport, run: LinkRun, users: UserMap, *, append: bool = True) -> None:
+        """Main thread: commit one link's run in one transaction, remember what Tracker showed."""
+        if append and run.noteworthy:
+            report.outcomes.append(run)
+        elif append:
+            # Links that only moved baselines are counted, not kept: a first sync of 100,000
+            # links must not hold 100,000 runs.
+            report.quiet += 1
+        seen = tracker_followers(run.tracker, users) if run.tracker and (run.state.owned or run.owned_added) else None
+        self.store.commit_run(run, report.cycle_id, self.clock(), followers_seen=seen)
+        if run.tracker_seen is not None:
+            self.store.cache_tracker([run.tracker_seen], self.clock())
+        if run.error is not None:
+            self._fail(report, run, run.error, False)
+
+    def _fail(self, report: CycleReport, run: LinkRun, text: str, dry_run: bool) -> None:
+        run.error = text
+        log.warning("link %s <-> %s failed: %s", run.sentry_id, run.tracker_key, text,
+                    extra={"event": "link.failed", "link": run.sentry_id, "outcome": "failed"})
+        if not dry_run:
+            self.store.record_failure(run.sentry_id, run.tracker_key, text,
+                                      backoff_max_seconds=self.settings.sync.failure_backoff_max_seconds,
+                                      cycle_id=report.cycle_id, now=self.clock())
+
+
+class WritePool:
+    """Links with writes run on `sync.concurrency` workers (HTTP only); each run is committed on
+    the main thread, in one transaction per link, as it comes in."""
+
+    def __init__(self, engine: Engine, report: CycleReport, executor: Executor, users: UserMap) -> None:
+        self._engine, self._report, self._executor, self._users = engine, report, executor, users
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[Future[bool], LinkRun] = {}
+
+    def start(self, runs: Sequence[LinkRun]) -> None:
+        if not runs:
+            return  # most cycles write nothing: no threads for them
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._engine.settings.sync.concurrency,
+                                            thread_name_prefix="write")
+        for run in runs:
+            self._running[self._pool.submit(self._work, run)] = run
+
+    def _work(self, run: LinkRun) -> bool:
+        if self._engine.stop_requested.is_set():
+            return False
+        self._executor.run(run)
+        return True
+
+    def commit_done(self) -> None:
+        """Commit the links whose writes have finished, without waiting for the others."""
+        self._commit([f for f in self._running if f.done()])
+
+    def drain(self) -> None:
+        """Wait for every write started and commit it: a write that reached a server is never
+        left without its baseline, whatever ended the cycle."""
+        try:
+            self._commit(as_completed(list(self._running)))
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def _commit(self, futures: Iterable[Future[bool]]) -> None:
+        for future in futures:
+            run = self._running.pop(future)
+            try:
+                started = future.result()
+            except Exception as exc:  # noqa: BLE001 - the executor catches its own; this is a last guard
+                run.error, started = f"internal error: {type(exc).__name__}: {exc}", True
+            if not started:
+                self._report.interrupted = True
+                continue
+            self._engine.finish(self._report, run, self._users)

@@ -1,0 +1,95 @@
+"""`relink`: rebuild lost state from both sides, writing nothing remote.
+
+Links come from Tracker issues that carry our `unique` (or `create.reference_field`, or the
+reference tag); each field's baseline becomes what the two sides hold now, so the next sync writes
+nothing.  Fields that disagree are recorded as conflicts for the operator.  Followers the bridge
+added before cannot be told from hand-added ones any more, so none are owned.  Each link goes in
+with its baselines in one transaction: a link without baselines would look new and be written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.core.linkrun import Link
+from bridge.core.mapping import UserMap, assignee_in_step, snapshot, status_in_step
+from bridge.core.new_issue import sentry_id_from_tags, sentry_id_from_unique
+from bridge.core.plan import Policy
+from bridge.core.values import Field, Pair, Snapshot, scalar
+from bridge.engine.reading import Reader
+from bridge.store import Store
+
+
+def relink(reader: Reader, store: Store, policy: Policy) -> dict[str, Any]:
+    found, duplicates, scanned = _linked_in_tracker(reader)
+    links = store.links()
+    existing = {link.sentry_id for link in links}
+    taken = {link.tracker_key for link in links}
+    todo = {sid: t for sid, t in found.items() if sid not in existing and str(t["key"]) not in taken}
+    users = reader.users()
+    bookmarks = reader.bookmarks(users) if policy.allows("followers", "tracker") else None
+    sentry_issues, _errors = reader.fetch_sentry(sorted(todo, key=int))
+    linked, disagreeing, missing = 0, 0, []
+    for sid, t_issue in todo.items():
+        s_issue = sentry_issues.get(sid)
+        if s_issue is None:
+            missing.append(sid)
+            continue
+        key = str(t_issue["key"])
+        now = snapshot(s_issue, t_issue, reader.bookmarks_of(sid, s_issue, bookmarks), users)
+        baselines: dict[Field, Pair] = {"status": now.status, "assignee": now.assignee}
+        if isinstance(now.followers.sentry, frozenset):
+            baselines["followers"] = now.followers
+        conflicts = _disagreements(now, users, policy)
+        disagreeing += bool(conflicts)
+        shown = any(key in str(a.get("url") or "") or key in str(a.get("displayName") or "")
+                    for a in s_issue.get("annotations") or [] if isinstance(a, Mapping))
+        store.add_relinked(Link(sid, key, "relink", "", int(shown)), baselines, conflicts)
+        linked += 1
+    return {
+        "scanned_tracker_issues": scanned,
+        "linked": linked,
+        "already_linked": len(found) - len(todo),  # this Sentry issue, or that Tracker issue
+        "disagreeing": disagreeing,
+        "missing_in_sentry": missing,
+        "duplicates": duplicates,
+        "requests": {"sentry": reader.sentry.stats.total, "tracker": reader.tracker.stats.total},
+    }
+
+
+def _linked_in_tracker(reader: Reader) -> tuple[dict[str, dict[str, Any]], list[str], int]:
+    """Sentry id -> the Tracker issue that names it; the keys of second issues naming the same
+    Sentry issue; how many Tracker issues were scanned."""
+    settings = reader.settings
+    org = settings.sentry.organization
+    field_key = settings.create.reference_field
+    tag = settings.create.reference_tag
+    queues = sorted({settings.tracker.queue, *settings.create.routes.values()})
+    found: dict[str, dict[str, Any]] = {}
+    duplicates: list[str] = []
+    scanned = 0
+    for queue in queues:
+        for t_issue in reader.tracker.iter_search(queue=queue):
+            scanned += 1
+            sid = sentry_id_from_unique(org, t_issue.get("unique"))
+            if sid is None and field_key and str(t_issue.get(field_key) or "").isdigit():
+                sid = str(t_issue[field_key])
+            if sid is None and tag:
+                sid = sentry_id_from_tags(tag, t_issue.get("tags"))
+            if sid is None:
+                continue
+            if sid in found:
+                duplicates.append(str(t_issue["key"]))
+                continue
+            found[sid] = t_issue
+    return found, duplicates, scanned
+
+
+def _disagreements(now: Snapshot, users: UserMap, policy: Policy) -> dict[Field, Pair]:
+    conflicts: dict[Field, Pair] = {}
+    if not status_in_step(str(now.status.sentry), str(now.status.tracker), policy.status_table):
+        conflicts["status"] = now.status
+    if not assignee_in_step(scalar(now.assignee.sentry), scalar(now.assignee.tracker), users):
+        conflicts["assignee"] = now.assignee
+    return conflicts

@@ -1,0 +1,226 @@
+"""Design §9 as a pure function: one test per row of the outcome table, the judging of pending
+writes from a later read, their JSON, and hypothesis properties tying outcomes to the planner (a
+path cut short is finished, never taken for a person's edit; a write that landed is never
+written again)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.config import StatusMapping, TrackerTarget
+from bridge.core.actions import (
+    AddFollowers,
+    Reconcile,
+    RecordConflict,
+    RemoveFollowers,
+    WriteSentryAssignee,
+    WriteSentryStatus,
+    WriteTrackerAssignee,
+    WriteTrackerStatus,
+    changes,
+    is_write,
+)
+from bridge.core.mapping import build_user_map, status_to_tracker
+from bridge.core.outcomes import (
+    Attempt,
+    Observation,
+    Pending,
+    Seen,
+    Then,
+    observe_later,
+    pending_from_json,
+    pending_to_json,
+    settle,
+)
+from bridge.core.plan import Policy, plan_link
+from bridge.core.values import Pair, Snapshot
+
+TABLE = StatusMapping()
+USERS = build_user_map(
+    [{"id": "m1", "email": "bob@example.com", "user": {"id": "2", "email": "bob@example.com"}}],
+    [{"uid": 12, "login": "bob", "email": "bob@example.com"}],
+    {},
+)
+CLOSE = WriteTrackerStatus(TrackerTarget(status="closed", resolution="fixed"), "sentry changed")
+# A person resolved the Sentry issue; the bridge closes the Tracker issue.
+PLANNED = Pair("resolved", "open")
+BASE = Pair("unresolved.ongoing", "open")
+
+
+def attempt(action: object = CLOSE, planned: Pair = PLANNED, baseline: Pair | None = BASE) -> Attempt:
+    return Attempt(action, planned, baseline)  # type: ignore[arg-type]
+
+
+def policy(conflict: str = "tracker") -> Policy:
+    return Policy(directions={"status": "both", "assignee": "both", "followers": "to_tracker"},
+                  conflict=conflict, link_source="sentry", status_table=TABLE)  # type: ignore[arg-type]
+
+
+# -- the table, row by row ----------------------------------------------------------------------
+
+
+def test_applied_answer_read_moves_the_baseline_to_written_and_read_back() -> None:
+    s = settle(attempt(), Observation(Seen.APPLIED, "closed"))
+    assert s.baseline == Pair("resolved", "closed")
+    assert (s.then, s.wrote, s.pending) == (Then.DONE, True, None)
+    assert (s.entry.side, s.entry.outcome, s.entry.value) == ("tracker", "ok", "closed")
+
+
+def test_refused_for_good_leaves_the_baseline_and_is_retried_later() -> None:
+    s = settle(attempt(), Observation(Seen.REFUSED, None, "tracker: request refused (422)"))
+    assert s.baseline is None and s.then is Then.RETRY_LATER and not s.wrote
+    assert s.entry.outcome == "failed" and "422" in s.entry.detail
+
+
+def test_version_conflict_leaves_the_baseline_and_replans_now() -> None:
+    patch = WriteTrackerAssignee("bob", "sentry changed")
+    s = settle(attempt(patch, Pair("bob@example.com", None), Pair(None, None)), Observation(Seen.CONFLICT))
+    assert s.baseline is None and s.then is Then.REPLAN and not s.wrote
+
+
+def test_did_not_land_leaves_the_baseline_and_is_retried_later() -> None:
+    # The engine already retried it in the cycle; what is left is a recorded failure.
+    s = settle(attempt(), Observation(Seen.NOT_LANDED, None, "tracker: server error 503"))
+    assert s.baseline is None and s.then is Then.RETRY_LATER and s.entry.outcome == "failed"
+
+
+def test_answer_lost_but_landed_counts_as_applied_and_records_ownership() -> None:
+    add = AddFollowers(frozenset({"bob"}), "new bookmark")
+    planned = Pair(frozenset({"bob@example.com"}), frozenset())
+    s = settle(attempt(add, planned, Pair(frozenset(), frozenset())),
+               Observation(Seen.LANDED, frozenset({"bob", "erin"}), "the answer was lost; read back: it landed"))
+    assert s.baseline == Pair(frozenset({"bob@example.com"}), frozenset({"bob", "erin"}))
+    assert s.owned_added == {"bob"}  # ours; erin was added by a person
+    assert (s.then, s.wrote, s.entry.outcome) == (Then.DONE, True, "landed")
+
+
+def test_answer_lost_and_no_read_back_keeps_the_write_pending() -> None:
+    s = settle(attempt(), Observation(Seen.UNKNOWN, None, "timed out"), reached=("closed",))
+    assert s.baseline is None and s.then is Then.READ_FIRST and not s.wrote
+    assert s.pending == Pending(attempt(), ("closed",)) and s.entry.outcome == "unknown"
+
+
+def test_a_path_stopped_after_step_k_moves_only_the_tracker_side() -> None:
+    s = settle(attempt(), Observation(Seen.PARTIAL, "inProgress", "stopped at inProgress: 503"))
+    # Tracker side: where the bridge itself brought the issue; Sentry side: the baseline's.
+    assert s.baseline == Pair("unresolved.ongoing", "inProgress")
+    assert s.then is Then.RETRY_LATER and s.wrote and s.entry.outcome == "partial"
+
+
+def test_a_path_with_an_unknown_step_after_landed_ones_keeps_both() -> None:
+    s = settle(attempt(), Observation(Seen.UNKNOWN, "inProgress", "timed out"), reached=("inProgress", "closed"))
+    assert s.baseline == Pair("unresolved.ongoing", "inProgress")
+    assert s.pending is not None and s.pending.reached == ("inProgress", "closed") and s.wrote
+
+
+def test_a_removal_releases_only_the_logins_that_are_gone() -> None:
+    remove = RemoveFollowers(frozenset({"bob", "carol"}), "bookmarks removed")
+    s = settle(attempt(remove, Pair(frozenset(), frozenset({"bob", "carol"})), None),
+               Observation(Seen.APPLIED, frozenset({"carol"})))
+    assert s.owned_removed == {"bob"} and s.owned_added == frozenset()
+
+
+def test_an_add_followed_by_a_removal_leaves_the_baseline_to_the_last_write() -> None:
+    add = AddFollowers(frozenset({"bob"}), "new bookmark", moves_baseline=False)
+    s = settle(attempt(add, Pair(frozenset(), frozenset()), None), Observation(Seen.APPLIED, frozenset({"bob"})))
+    assert s.baseline is None and s.owned_added == {"bob"}
+
+
+# -- pending writes judged later ------------------------------------------------------------------
+
+
+def test_a_pending_transition_is_judged_from_the_status_read_later() -> None:
+    pending = Pending(attempt(), ("inProgress", "closed"))
+    assert observe_later(pending, Pair("resolved", "closed")).seen is Seen.LANDED
+    assert observe_later(pending, Pair("resolved", "inProgress")) == Observation(
+        Seen.PARTIAL, "inProgress", observe_later(pending, Pair("resolved", "inProgress")).detail)
+    assert observe_later(pending, Pair("resolved", "open")).seen is Seen.NOT_LANDED
+    assert observe_later(pending, Pair("resolved", "needInfo")).seen is Seen.SUPERSEDED
+
+
+def test_a_pending_sentry_write_is_judged_by_what_satisfies_it() -> None:
+    resolve = WriteSentryStatus("resolved", "tracker changed")
+    pending = Pending(attempt(resolve, Pair("unresolved.ongoing", "closed"), Pair("unresolved.ongoing", "open")))
+    assert observe_later(pending, Pair("resolvedInNextRelease", "closed")).seen is Seen.LANDED
+    assert observe_later(pending, Pair("unresolved.ongoing", "closed")).seen is Seen.NOT_LANDED
+    assert observe_later(pending, Pair("ignored.archived_forever", "closed")).seen is Seen.SUPERSEDED
+    assign = WriteSentryAssignee("2", "bob@example.com", "tracker changed")
+    pending = Pending(attempt(assign, Pair(None, "bob"), Pair(None, None)))
+    assert observe_later(pending, Pair("bob@example.com", "bob")).seen is Seen.LANDED
+
+
+def test_a_pending_follower_add_owns_what_landed() -> None:
+    add = AddFollowers(frozenset({"bob", "carol"}), "new bookmarks")
+    pending = Pending(attempt(add, Pair(frozenset({"b@x", "c@x"}), frozenset()), None))
+    seen = observe_later(pending, Pair(frozenset({"b@x", "c@x"}), frozenset({"bob"})))
+    assert seen.seen is Seen.LANDED
+    assert settle(pending.attempt, seen).owned_added == {"bob"}
+    assert observe_later(pending, Pair(frozenset(), frozenset())).seen is Seen.NOT_LANDED
+
+
+@given(st.sampled_from([
+    CLOSE, WriteTrackerAssignee(None, "r"), WriteTrackerAssignee("bob", "r"),
+    AddFollowers(frozenset({"a", "b"}), "r", moves_baseline=False), RemoveFollowers(frozenset({"a"}), "r"),
+    WriteSentryStatus("resolvedInNextRelease", "r"), WriteSentryAssignee(None, None, "r"),
+    WriteSentryAssignee("7", "x@example.com", "r"),
+]), st.sampled_from([None, Pair(None, None), Pair(frozenset({"a"}), frozenset()), Pair("ignored", "closed")]),
+    st.lists(st.sampled_from(["open", "inProgress", "closed"]), max_size=3))
+def test_pending_writes_round_trip_through_json(action: object, baseline: Pair | None, reached: list[str]) -> None:
+    pending = Pending(attempt(action, Pair(frozenset({"x"}), "open"), baseline), tuple(reached))
+    assert pending_from_json(pending_to_json(pending)) == pending
+
+
+# -- outcomes and the planner together -------------------------------------------------------------
+
+STATES = ["unresolved.ongoing", "unresolved.regressed", "resolved", "resolvedInNextRelease", "ignored.archived_forever"]
+STATUSES = ["open", "inProgress", "needInfo", "resolved", "closed"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(STATES), st.sampled_from(STATES), st.sampled_from(STATUSES), st.sampled_from(STATUSES),
+       st.sampled_from(["sentry", "tracker", "manual"]), st.booleans())
+def test_a_path_cut_short_is_finished_and_never_taken_for_a_persons_edit(
+    base_state: str, state: str, base_status: str, intermediate: str, conflict: str, later: bool,
+) -> None:
+    """Whatever the states, the policy, and whether the cut is learned now (PARTIAL) or next
+    cycle from a pending note: the next plan writes nothing to Sentry and records no conflict;
+    it continues towards the target (or finds the sides in step)."""
+    pol = policy(conflict)
+    base = Pair(base_state, base_status)
+    now = Snapshot(Pair(state, base_status), Pair(None, None), Pair(None, frozenset()))
+    actions = plan_link({"status": base}, now, frozenset(), USERS, pol)
+    writes = [a for a in actions if isinstance(a, WriteTrackerStatus)]
+    if not writes or intermediate in (base_status, writes[0].target.status):
+        return
+    step = attempt(writes[0], now.status, base)
+    cut = Snapshot(Pair(state, intermediate), now.assignee, now.followers)
+    if later:  # the answer was lost: the next cycle judges the pending note from what it reads
+        pending = (Pending(step, (intermediate,)),)
+        again = plan_link({"status": base}, cut, frozenset(), USERS, pol, frozenset(), pending)
+        assert [type(a) for a in again if a.field == "status"][0] is Reconcile
+    else:
+        moved = settle(step, Observation(Seen.PARTIAL, intermediate)).baseline
+        assert moved is not None
+        again = plan_link({"status": moved}, cut, frozenset(), USERS, pol)
+    status = [a for a in changes(again) if a.field == "status" and not isinstance(a, Reconcile)]
+    assert not any(isinstance(a, (WriteSentryStatus, RecordConflict)) for a in status), status
+    target = status_to_tracker(state, TABLE)
+    assert all(a.target == target for a in status if isinstance(a, WriteTrackerStatus))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(STATES), st.sampled_from(STATUSES), st.sampled_from(STATES),
+       st.sampled_from(["sentry", "tracker", "manual"]), st.sampled_from([Seen.APPLIED, Seen.LANDED]))
+def test_a_write_that_landed_is_never_planned_again(
+    base_state: str, base_status: str, state: str, conflict: str, seen: Seen,
+) -> None:
+    pol = policy(conflict)
+    base = {"status": Pair(base_state, base_status)}
+    now = Snapshot(Pair(state, base_status), Pair(None, None), Pair(None, frozenset()))
+    for action in [a for a in plan_link(base, now, frozenset(), USERS, pol) if is_write(a)]:
+        assert isinstance(action, WriteTrackerStatus)
+        landed = settle(attempt(action, now.status, base["status"]), Observation(seen, action.target.status))
+        assert landed.baseline is not None
+        after = Snapshot(Pair(state, action.target.status), now.assignee, now.followers)
+        assert [a for a in plan_link({"status": landed.baseline}, after, frozenset(), USERS, pol) if is_write(a)] == []
