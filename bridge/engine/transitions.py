@@ -54,8 +54,8 @@ class Walk:
         """The walk as one write's outcome (design §9)."""
         last = self.reached[-1] if self.reached else None
         if self.error is None:
-            lost = f" ({self.lost_answers} answer(s) lost, read back as landed)" if self.lost_answers else ""
-            return Observation(Seen.APPLIED, self.target.status, f"moved to {self.target.status}{lost}")
+            lost = f"{self.lost_answers} answer(s) lost on the way, read back as landed" if self.lost_answers else ""
+            return Observation(Seen.APPLIED, self.target.status, lost)
         why = self.error.describe()
         if self.in_flight is not None:
             return Observation(Seen.UNKNOWN, last, f"the step to {self.in_flight} may have landed: {why}")
