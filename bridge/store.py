@@ -593,6 +593,10 @@ class Store:
                 [sentry_id, unique, queue, stamp, stamp, json.dumps(asked)],
             )
 
+    def intent_of(self, sentry_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM intents WHERE sentry_id = ?", (sentry_id,))
+        return rows[0] if rows else None
+
     def intents(self, state: str = "pending") -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM intents WHERE state = ? ORDER BY id", (state,))
 

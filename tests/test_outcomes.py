@@ -23,6 +23,7 @@ from bridge.core.actions import (
 )
 from bridge.core.mapping import build_user_map, status_to_tracker
 from bridge.core.outcomes import (
+    CUT_SHORT,
     Attempt,
     Observation,
     Pending,
@@ -103,14 +104,15 @@ def test_answer_lost_and_no_read_back_keeps_the_write_pending() -> None:
 
 def test_a_path_stopped_after_step_k_moves_only_the_tracker_side() -> None:
     s = settle(attempt(), Observation(Seen.PARTIAL, "inProgress", "stopped at inProgress: 503"))
-    # Tracker side: where the bridge itself brought the issue; Sentry side: the baseline's.
-    assert s.baseline == Pair("unresolved.ongoing", "inProgress")
+    # Tracker side: where the bridge itself brought the issue; Sentry side: a mark no state
+    # equals, so the next cycle carries whatever Sentry holds then.
+    assert s.baseline == Pair(CUT_SHORT, "inProgress")
     assert s.then is Then.RETRY_LATER and s.wrote and s.entry.outcome == "partial"
 
 
 def test_a_path_with_an_unknown_step_after_landed_ones_keeps_both() -> None:
     s = settle(attempt(), Observation(Seen.UNKNOWN, "inProgress", "timed out"), reached=("inProgress", "closed"))
-    assert s.baseline == Pair("unresolved.ongoing", "inProgress")
+    assert s.baseline == Pair(CUT_SHORT, "inProgress")
     assert s.pending is not None and s.pending.reached == ("inProgress", "closed") and s.wrote
 
 
@@ -224,3 +226,14 @@ def test_a_write_that_landed_is_never_planned_again(
         assert landed.baseline is not None
         after = Snapshot(Pair(state, action.target.status), now.assignee, now.followers)
         assert [a for a in plan_link({"status": landed.baseline}, after, frozenset(), USERS, pol) if is_write(a)] == []
+
+
+def test_a_plain_resolve_is_the_no_release_fallback_only_when_the_issue_was_not_resolved() -> None:
+    # A project without releases refuses "resolved in the next release": the client resolves
+    # plainly, and that is the write having landed ...
+    in_next = WriteSentryStatus("resolvedInNextRelease", "tracker changed")
+    pending = Pending(attempt(in_next, Pair("unresolved.ongoing", "resolved"), Pair("unresolved.ongoing", "open")))
+    assert observe_later(pending, Pair("resolved", "resolved")).seen is Seen.LANDED
+    # ... but an issue that was resolved already and still is has not moved: nothing landed.
+    pending = Pending(attempt(in_next, Pair("resolved", "resolved"), Pair("resolved", "closed")))
+    assert observe_later(pending, Pair("resolved", "resolved")).seen is Seen.NOT_LANDED

@@ -304,13 +304,17 @@ def test_create_issue_twice_gives_one_issue(emu: TrackerEmulator, client: Tracke
     assert client.find_by_unique("nope") is None
 
 
-def test_create_retried_after_a_lost_answer_adopts_the_issue(
+def test_create_retried_after_a_lost_answer_gives_the_issue_it_created(
     emu: TrackerEmulator, client: TrackerClient
 ) -> None:
     emu.inject("timeout_after", method="POST", path=r"/issues/$")
     issue, created = client.create_issue({"queue": "OPS", "summary": "x"}, unique="u-1")
-    assert issue["key"] == "OPS-1" and not created
+    # The retry's 409 meets this call's own first attempt: created by this call.
+    assert issue["key"] == "OPS-1" and created
     assert emu.issue_keys() == ["OPS-1"]
+    # A later call with the same unique finds it, created before that call.
+    again, created = client.create_issue({"queue": "OPS", "summary": "x"}, unique="u-1")
+    assert again["key"] == "OPS-1" and not created
 
 
 def test_create_conflict_without_a_match_is_raised(emu: TrackerEmulator, client: TrackerClient) -> None:

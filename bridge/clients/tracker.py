@@ -148,6 +148,17 @@ class TrackerClient:
     def get_issue(self, key: str) -> dict[str, Any]:
         return self._issue(self.http.request("GET", self._path("issues", key), safe=True))
 
+    def issue_with_transitions(self, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The issue and the transitions available from its status, in one answer
+        (`expand=transitions`): the status and its transitions are seen at the same moment."""
+        response = self.http.request("GET", self._path("issues", key), safe=True, params={"expand": "transitions"})
+        issue = self._issue(response)
+        items = issue.get("transitions")
+        if not isinstance(items, list) or any(not isinstance(item, dict) or not isinstance(item.get("to"), dict)
+                                              or "key" not in item["to"] or "id" not in item for item in items):
+            raise self.http.bad(response, "expand=transitions without a list of transitions with to.key")
+        return issue, items
+
     def get_issues(self, keys: Sequence[str]) -> list[dict[str, Any]]:
         """The issues among `keys` that exist (missing keys are simply absent), in batches of 100."""
         wanted = list(dict.fromkeys(keys))
@@ -249,16 +260,18 @@ class TrackerClient:
         return self._transitions(response)
 
     def create_issue(self, fields: dict[str, Any], *, unique: str) -> tuple[dict[str, Any], bool]:
-        """Create with `unique`; returns (issue, created).  When the unique key is already taken
-        (a repeat, or a retry after a lost answer) the existing issue comes back with False."""
+        """Create with `unique`; returns (issue, created).  When the unique key was already taken
+        before this call (a repeat) the existing issue comes back with False; when this call's own
+        first attempt created it and its answer was lost, the retry's 409 gives it with True."""
         try:
             response = self.http.request("POST", self._path("issues") + "/", safe=True,
                                          json_body={**fields, "unique": unique})
-        except ConflictError:
+        except ConflictError as exc:
             found = self.find_by_unique(unique)
             if found is None:
                 raise
-            return found, False
+            # A 409 right after an attempt whose answer was lost is that attempt: created now.
+            return found, exc.after_lost_answer
         return self._issue(response), True
 
     def add_comment(self, key: str, text: str, *, add_to_followers: bool = False) -> dict[str, Any]:

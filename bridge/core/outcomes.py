@@ -14,8 +14,8 @@ retry with backoff, a re-plan, or a read first next cycle.  Every outcome has on
 | UNKNOWN            | unchanged (or the status a path surely reached);  | read first    |
 |                    | the write stays pending                           |               |
 | PARTIAL            | Tracker side = the status the bridge reached,     | retry later:  |
-|                    | Sentry side = the baseline's (so the next cycle   | the next cycle|
-|                    | sees only Sentry changed and finishes the path)   | continues     |
+|                    | Sentry side = CUT_SHORT, a mark no state equals   | the next cycle|
+|                    | (so the next cycle sees only Sentry changed)      | continues     |
 | SUPERSEDED         | unchanged: a person moved that side since         | done          |
 
 A write whose outcome is unknown stays *pending*: the engine notes it before sending (so a crash
@@ -57,6 +57,10 @@ class JournalEntry:
     value: str
     outcome: str
     detail: str = ""
+
+
+# The Sentry side of a status baseline after a transition path was cut short (see `settle`).
+CUT_SHORT = "(a transition path cut short)"
 
 
 class Seen(StrEnum):
@@ -157,10 +161,10 @@ def settle(attempt: Attempt, observed: Observation, reached: tuple[str, ...] = (
         added, removed = _ownership(action, observed.value)
     elif seen in (Seen.PARTIAL, Seen.UNKNOWN) and observed.value is not None:
         # Some steps of a transition path surely landed: the Tracker side is where the bridge
-        # itself brought the issue; the Sentry side stays the baseline's, so the next cycle sees
-        # only Sentry changed and finishes the path (never a person's edit, never a conflict).
-        before = attempt.baseline.sentry if attempt.baseline is not None else None
-        baseline = Pair(before, observed.value)
+        # itself brought the issue, so that status is never taken for a person's edit.  The
+        # Sentry side is a mark no state equals: the next cycle sees Sentry "changed" and carries
+        # whatever Sentry holds then (finishing the path, or walking back if Sentry went back).
+        baseline = Pair(CUT_SHORT, observed.value)
     wrote = seen in (Seen.APPLIED, Seen.LANDED) or (seen in (Seen.PARTIAL, Seen.UNKNOWN)
                                                      and observed.value is not None)
     entry = JournalEntry(action.side, action.field, type(action).__name__, _target_text(action),
@@ -181,20 +185,25 @@ def observe_later(pending: Pending, now: Pair) -> Observation:
         if effect:
             return Observation(Seen.LANDED, value, f"an earlier write landed: {text(effect)} (read back later)")
         return Observation(Seen.NOT_LANDED, None, "an earlier write did not land (read back later)")
+    if value == planned:
+        return Observation(Seen.NOT_LANDED, None, "an earlier write did not land (read back later)")
     if _reached_target(action, value):
         return Observation(Seen.LANDED, value, "an earlier write landed (read back later)")
     if isinstance(action, WriteTrackerStatus) and value in pending.reached:
         return Observation(Seen.PARTIAL, value, f"an earlier transition path stopped at {value}, on the way to "
                                                 f"{action.target.status} (read back later)")
-    if value == planned:
-        return Observation(Seen.NOT_LANDED, None, "an earlier write did not land (read back later)")
     return Observation(Seen.SUPERSEDED, None, f"changed to {text(value)} since an earlier write of "
                                               f"{_target_text(action)}: taken as a person's change")
 
 
 def _reached_target(action: Write, value: Value) -> bool:
     if isinstance(action, WriteSentryStatus):
-        return isinstance(value, str) and sentry_state_satisfies(value, action.state)
+        if not isinstance(value, str):
+            return False
+        # A project without releases refuses "resolved in the next release"; the client then
+        # resolves plainly, so a plain resolve is that write having landed.
+        wanted = "resolved" if action.state == "resolvedInNextRelease" else action.state
+        return sentry_state_satisfies(value, wanted)
     return value == action.value
 
 

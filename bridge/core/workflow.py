@@ -3,12 +3,15 @@
 Tracker changes status only through transitions, and lists only those available from an
 issue's current status.  `WorkflowCache` remembers every list it has seen per
 (queue, issue type, status); `next_transition` picks the first step of the shortest known path
-to the target, or, when the known graph has no path yet, a step into a status not visited yet
-(each answer to `_execute` then teaches the transitions of the new status).
+to the target, or, when the known graph has no path yet, the first step towards the nearest
+status whose transitions are not known yet (each answer to `_execute` then teaches them).  Once
+every status reachable from here is known and none leads to the target, there is no way: the
+walk stops before moving the issue any further.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,24 +36,32 @@ def parse_transitions(items: Iterable[Mapping[str, Any]]) -> tuple[Transition, .
 
 @dataclass
 class WorkflowCache:
-    """Transitions seen per (queue, type, status).  Lives as long as the engine."""
+    """Transitions seen per (queue, type, status).  Lives as long as the engine; write workers
+    share it, so every access holds the lock."""
 
     _known: dict[tuple[str, str, str], tuple[Transition, ...]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def get(self, queue: str, issue_type: str, status: str) -> tuple[Transition, ...] | None:
-        return self._known.get((queue, issue_type, status))
+        with self._lock:
+            return self._known.get((queue, issue_type, status))
 
     def learn(self, queue: str, issue_type: str, status: str, transitions: tuple[Transition, ...]) -> None:
-        self._known[(queue, issue_type, status)] = transitions
+        with self._lock:
+            self._known[(queue, issue_type, status)] = transitions
 
     def forget(self, queue: str, issue_type: str, status: str) -> None:
-        self._known.pop((queue, issue_type, status), None)
+        with self._lock:
+            self._known.pop((queue, issue_type, status), None)
 
     def graph(self, queue: str, issue_type: str) -> dict[str, tuple[Transition, ...]]:
-        return {s: t for (q, it, s), t in self._known.items() if q == queue and it == issue_type}
+        """A copy: the known part of one workflow (status -> transitions out of it)."""
+        with self._lock:
+            return {s: t for (q, it, s), t in self._known.items() if q == queue and it == issue_type}
 
     def __len__(self) -> int:
-        return len(self._known)
+        with self._lock:
+            return len(self._known)
 
 
 def shortest_path(
@@ -74,14 +85,23 @@ def shortest_path(
     return None
 
 
-def next_transition(
-    graph: Mapping[str, Sequence[Transition]], current: str, target: str, visited: set[str]
-) -> Transition | None:
-    """The step to take now: along the shortest known path, else into an unvisited status."""
+def next_transition(graph: Mapping[str, Sequence[Transition]], current: str, target: str) -> Transition | None:
+    """The step to take now: along the shortest known path to `target`; else the first step
+    towards the nearest status whose transitions are not known yet (the only way to learn them
+    is to stand there); else None: nothing reachable leads to the target."""
     path = shortest_path(graph, current, target)
     if path:
         return path[0]
-    for transition in graph.get(current, ()):
-        if transition.to not in visited:
-            return transition
+    queue: deque[tuple[str, Transition | None]] = deque([(current, None)])
+    seen = {current}
+    while queue:
+        status, first = queue.popleft()
+        for transition in graph.get(status, ()):
+            if transition.to in seen:
+                continue
+            step = first or transition
+            if transition.to not in graph:
+                return step  # unexplored: go and learn where it leads
+            seen.add(transition.to)
+            queue.append((transition.to, step))
     return None

@@ -161,6 +161,7 @@ class Creator:
         queue = route_queue(issue, cfg, self.settings.tracker.queue)
         fields = issue_fields(issue, cfg, queue, users, marks)
         asked = frozenset(fields.get("followers", []))
+        prior = self.store.intent_of(sid)  # an earlier attempt of ours (a crash, a lost answer)
         try:
             existing = self._find_referencing(sid, queue)
             if existing is not None:
@@ -174,17 +175,26 @@ class Creator:
             self.store.intent_error(sid, text)
             log.warning("cannot create a Tracker issue for %s: %s", sid, text,
                         extra={"event": "create.failed", "link": sid, "outcome": "failed"})
-            return False
+            # Before its intent row nothing remote happened: the issue stays a candidate below
+            # the watermark.  After it, the pending intent keeps it a candidate.
+            return self.store.intent_of(sid) is not None
         key = str(t_issue["key"])
-        # Created now, or found by our unique (an earlier attempt created it, its answer lost):
-        # either way ours, with the followers we asked for (the first sync forgets those nobody
-        # follows any more).
-        ours = existing is None
-        owned = asked if ours else frozenset()
+        other = self.store.find_link(key)
+        if other is not None and other.sentry_id != sid:
+            text = f"Tracker issue {key} is already linked to Sentry issue {other.sentry_id}"
+            report.create_failures[sid] = text
+            self.store.intent_error(sid, text)
+            log.warning("cannot link %s: %s", sid, text, extra={"event": "create.failed", "link": sid})
+            return True
+        # Ours: created by this call, or by an earlier attempt of this state file's (its answer
+        # lost, or the process stopped); then the followers any attempt asked for are ours (the
+        # first sync forgets those nobody follows any more).  A 409 without such an attempt is an
+        # issue another state file created: adopted, and nothing of it is owned.
+        ours = created or (existing is None and prior is not None and prior["state"] == "pending")
+        owned = asked | (intent_followers(prior) if prior is not None else frozenset()) if ours else frozenset()
         self.store.complete_intent(sid, key, "created" if ours else "adopted", owned, self.clock())
         (report.created if ours else report.adopted).append((sid, key))
-        log.info("%s Tracker issue %s for Sentry issue %s", "created" if created else
-                 ("found (an earlier attempt created)" if ours else "adopted"), key, sid,
+        log.info("%s Tracker issue %s for Sentry issue %s", "created" if ours else "adopted", key, sid,
                  extra={"event": "create.ok" if ours else "create.adopted", "link": sid, "outcome": "ok"})
         link = Link(sid, key, "created" if ours else "adopted", "")
         sync_new(report, link, issue, t_issue, marks, users, owned, created)

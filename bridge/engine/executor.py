@@ -38,7 +38,7 @@ from bridge.core.outcomes import Attempt, JournalEntry, Observation, Pending, Se
 from bridge.core.plan import LinkState, Policy, plan_for
 from bridge.core.values import Snapshot
 from bridge.engine.transitions import StatusWalker
-from bridge.errors import ConflictError, RemoteError, TransientError
+from bridge.errors import BadResponseError, ConflictError, RemoteError, TransientError
 
 log = logging.getLogger("bridge.engine")
 
@@ -86,6 +86,9 @@ class Executor:
                 return
 
     def _replan(self, run: LinkRun) -> None:
+        # What the first plan recorded (conflicts, unmapped values) is for the second to say again.
+        run.conflicts.clear()
+        run.journal = [e for e in run.journal if e.action not in ("conflict", "unmapped")]
         run.sentry = self.sentry.get_issue(run.sentry_id)
         run.tracker = run.tracker_seen = self.tracker.get_issue(run.tracker_key)
         state = LinkState({**run.state.baseline, **run.baselines}, run.owned,
@@ -187,7 +190,7 @@ class Executor:
                 return Observation(Seen.CONFLICT, None, exc.describe())
             # A retry met our own earlier attempt (its answer was lost)?  Read back and see.
             return self._read_back(run, attempt, exc, reader=self.tracker.get_issue)
-        except TransientError as exc:
+        except (TransientError, BadResponseError) as exc:  # may have landed: the answer is lost or unusable
             return self._read_back(run, attempt, exc, reader=self.tracker.get_issue)
         except RemoteError as exc:
             return Observation(Seen.REFUSED, None, exc.describe())
@@ -201,7 +204,7 @@ class Executor:
                 answer = self.sentry.set_status(run.sentry_id, action.state)
             else:
                 answer = self.sentry.set_assignee(run.sentry_id, action.user_id)
-        except TransientError as exc:
+        except (TransientError, BadResponseError) as exc:  # may have landed: the answer is lost or unusable
             return self._read_back(run, attempt, exc, reader=self.sentry.get_issue)
         except RemoteError as exc:
             return Observation(Seen.REFUSED, None, exc.describe())

@@ -21,7 +21,16 @@ from bridge.config import TrackerTarget
 from bridge.core.mapping import tracker_status
 from bridge.core.outcomes import Observation, Seen
 from bridge.core.workflow import Transition, WorkflowCache, next_transition, parse_transitions
-from bridge.errors import ConflictError, NotFoundError, RejectedError, RemoteError, TransientError
+from bridge.errors import (
+    BadResponseError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    RemoteError,
+    TransientError,
+    UnreachableError,
+)
 
 log = logging.getLogger("bridge.engine")
 
@@ -36,10 +45,10 @@ class Walk:
 
     target: TrackerTarget
     reached: list[str] = field(default_factory=list)  # statuses the bridge surely brought the issue to
-    in_flight: str | None = None  # a step whose outcome is unknown (answer lost, no read-back)
-    moved_to: str | None = None  # a read-back showed a status nobody on the path chose: a person's
-    error: RemoteError | None = None  # why it stopped before the target (None: it arrived)
-    lost_answers: int = 0  # steps whose answer was lost but whose read-back showed them landed
+    in_flight: str | None = None  # a step sent whose outcome is not known (answer lost, no read-back)
+    moved_to: str | None = None  # a read showed a status nobody on the path chose: a person's
+    error: BaseException | None = None  # why it stopped before the target (None: it arrived)
+    lost_answers: list[str] = field(default_factory=list)  # answers lost or unusable, of steps that landed
 
     @property
     def executed(self) -> int:
@@ -53,10 +62,13 @@ class Walk:
     def observation(self) -> Observation:
         """The walk as one write's outcome (design §9)."""
         last = self.reached[-1] if self.reached else None
+        if self.error is None and self.lost_answers:
+            return Observation(Seen.LANDED, self.target.status, f"{len(self.lost_answers)} answer(s) lost or "
+                                                                f"unusable ({self.lost_answers[0]}); read back: landed")
         if self.error is None:
-            lost = f"{self.lost_answers} answer(s) lost on the way, read back as landed" if self.lost_answers else ""
-            return Observation(Seen.APPLIED, self.target.status, lost)
-        why = self.error.describe()
+            return Observation(Seen.APPLIED, self.target.status)
+        why = self.error.describe() if isinstance(self.error, RemoteError) else \
+            f"{type(self.error).__name__}: {self.error}"
         if self.in_flight is not None:
             return Observation(Seen.UNKNOWN, last, f"the step to {self.in_flight} may have landed: {why}")
         if last is not None:
@@ -81,99 +93,138 @@ class StatusWalker:
     def walk(self, issue: Mapping[str, Any], target: TrackerTarget,
              note: Callable[[tuple[str, ...]], None]) -> Walk:
         """Move `issue` to `target.status`.  `note(statuses)` is called before every step with
-        every status the walk may have put the issue in, the step about to be sent included."""
+        every status the walk may have put the issue in, the step about to be sent included.
+        Never raises for the walk's own trouble: the Walk says how far it got and why it stopped
+        (a bug or a failed note mid-step leaves that step's outcome unknown, never forgotten)."""
         key = str(issue["key"])
-        queue = str((issue.get("queue") or {}).get("key") or key.split("-")[0])
-        itype = str((issue.get("type") or {}).get("key") or "")
+        at = _Where(key, str((issue.get("queue") or {}).get("key") or key.split("-")[0]),
+                    str((issue.get("type") or {}).get("key") or ""))
         walk = Walk(target)
         current = tracker_status(issue)
-        visited = {current}
-        while current != target.status:
-            if walk.executed >= MAX_TRANSITION_STEPS:
-                walk.error = RejectedError(f"no path from {current} to {target.status} within {walk.executed} steps",
-                                           service="tracker", endpoint=f"transitions of {key}")
-                return walk
-            try:
-                arrived = self._one_step(walk, key, queue, itype, current, visited, note)
-            except RemoteError as exc:
-                walk.error = exc
-                return walk
-            if arrived is None:
-                return walk
-            current = arrived
-            visited.add(current)
+        try:
+            while current != target.status:
+                if walk.executed >= MAX_TRANSITION_STEPS:
+                    walk.error = RejectedError(f"no path from {current} to {target.status} within "
+                                               f"{walk.executed} steps", service="tracker",
+                                               endpoint=f"transitions of {key}")
+                    return walk
+                arrived = self._one_step(walk, at, current, note)
+                if arrived is None:
+                    return walk
+                current = arrived
+        except Exception as exc:  # noqa: BLE001 - the Walk carries it, with what is known of the steps
+            walk.error = exc
         return walk
 
-    def _one_step(self, walk: Walk, key: str, queue: str, itype: str, current: str, visited: set[str],
-                  note: Callable[[tuple[str, ...]], None]) -> str | None:
-        """Take the next step; the status reached, or None when the walk stops (walk says why)."""
-        from_cache = self.workflows.get(queue, itype, current) is not None
-        if not from_cache:
-            self.workflows.learn(queue, itype, current, parse_transitions(self.tracker.transitions(key)))
-        for relearned in (False, True):
-            step = next_transition(self.workflows.graph(queue, itype), current, walk.target.status, visited)
+    def _one_step(self, walk: Walk, at: _Where, current: str, note: Callable[[tuple[str, ...]], None]) -> str | None:
+        """Take the next step; the status reached, or None when the walk stops (walk says why).
+        A list of transitions from the cache may be stale (the workflow was edited): a refusal,
+        or no way found through it, relearns it once from the issue itself."""
+        from_cache = self.workflows.get(at.queue, at.itype, current) is not None
+        if not from_cache and not self._learn(walk, at, current):
+            return None
+        for last_try in (not from_cache, True):
+            step = next_transition(self.workflows.graph(at.queue, at.itype), current, walk.target.status)
+            if step is None and not last_try:
+                if not self._learn(walk, at, current):
+                    return None
+                continue
             if step is None:
                 walk.error = RejectedError(f"the workflow offers no way from {current} to {walk.target.status}",
-                                           service="tracker", endpoint=f"transitions of {key}")
+                                           service="tracker", endpoint=f"transitions of {at.key}")
                 return None
             note((*walk.reached, step.to))
+            walk.in_flight = step.to
             try:
-                after = self._execute(walk, key, current, step)
+                after = self._execute(walk, at.key, current, step)
             except STALE:
-                if not from_cache or relearned:
+                walk.in_flight = None
+                if last_try:
                     raise
-                # The cached list was stale (workflow edited, or the status moved): relearn once.
-                self.workflows.forget(queue, itype, current)
-                self.workflows.learn(queue, itype, current, parse_transitions(self.tracker.transitions(key)))
+                # Refused: the cached list was stale, or a person moved the issue meanwhile.
+                if not self._learn(walk, at, current):
+                    return None
                 continue
             if walk.error is not None:
                 return None
+            walk.in_flight = None
             walk.reached.append(step.to)
             if after is not None:
-                self.workflows.learn(queue, itype, step.to, parse_transitions(after))
+                self.workflows.learn(at.queue, at.itype, step.to, parse_transitions(after))
             return step.to
-        return None  # unreachable: the second round either returns or raises
+        return None
+
+    def _learn(self, walk: Walk, at: _Where, current: str) -> bool:
+        """Learn the transitions out of `current` from the issue itself (its status and its
+        transitions in one answer).  False when the issue is no longer at `current`: a person
+        moved it, and their move wins."""
+        issue, transitions = self.tracker.issue_with_transitions(at.key)
+        status = tracker_status(issue)
+        if status != current:
+            walk.moved_to = status
+            walk.error = ConflictError(f"the status changed to {status} meanwhile", service="tracker",
+                                       endpoint=f"GET {at.key}")
+            return False
+        self.workflows.learn(at.queue, at.itype, current, parse_transitions(transitions))
+        return True
 
     def _execute(self, walk: Walk, key: str, current: str, step: Transition) -> list[dict[str, Any]] | None:
         """Execute one transition; an ambiguous failure is read back and, when it did not land,
-        tried again now.  Returns the next status's transitions (None when the answer was lost);
-        sets `walk.error` (and `in_flight` or `moved_to`) when the step cannot be confirmed."""
+        tried again now, within the retry budget.  Returns the next status's transitions (None
+        when the answer was lost or unusable); sets `walk.error` (keeping `in_flight`, or setting
+        `moved_to`) when the step cannot be confirmed."""
         resolution = self._resolution_for(step.to, walk.target)
-        failure: TransientError | None = None
-        for _ in range(self.attempts):
+        for attempt in range(1, self.attempts + 1):
             try:
                 return self.tracker.execute_transition(key, step.id, resolution=resolution)
-            except TransientError as exc:
-                failure = exc
+            except (RateLimitedError, UnreachableError) as exc:
+                # Never reached the server, or refused before acting: the client already spent
+                # its retries on these; the step did not land.
+                walk.error, walk.in_flight = exc, None
+                return None
+            except (TransientError, BadResponseError) as exc:
+                failure: RemoteError = exc  # it may have landed with its answer lost or garbled
             try:
                 now = tracker_status(self.tracker.get_issue(key))
             except RemoteError:
-                walk.error, walk.in_flight = failure, step.to
+                walk.error = failure  # in_flight stays: the outcome is unknown
                 return None
             if now == step.to:
-                walk.lost_answers += 1
+                walk.lost_answers.append(failure.describe())
                 log.info("transition %s of %s: the answer was lost but it landed", step.id, key,
                          extra={"event": "write.ambiguous_landed", "side": "tracker", "field": "status"})
                 return None
             if now != current:
-                walk.error, walk.moved_to = failure, now
+                walk.error, walk.moved_to, walk.in_flight = failure, now, None
+                return None
+            if attempt == self.attempts:
+                walk.error, walk.in_flight = failure, None  # did not land, budget spent
                 return None
             # It did not land: nothing changed, so the same step may be tried again at once.
-        walk.error = failure
         return None
 
     def _resolution_for(self, status: str, target: TrackerTarget) -> str | None:
         """The target's resolution on the last step, and on any step through a done-type status
-        on the way (Tracker requires one to enter it, e.g. open -> resolved -> closed)."""
+        on the way (Tracker requires one to enter it, e.g. open -> resolved -> closed).  The types
+        are read once; a failed read is tried again next time, never remembered as "no types"."""
         if status == target.status:
             return target.resolution
         with self._types_lock:
             if self._status_types is None:
-                types: dict[str, str] = {}
                 try:
-                    for item in self.tracker.statuses():
-                        types[str(item.get("key"))] = str(item.get("type") or "")
+                    self._status_types = {str(item.get("key")): str(item.get("type") or "")
+                                          for item in self.tracker.statuses()}
                 except RemoteError as exc:
+                    # Not remembered: the next walk reads them again.  Without them this step
+                    # goes without a resolution (a done status on the way may refuse it, 422).
                     log.warning("cannot read Tracker status types: %s", exc.describe(), extra={"event": "statuses"})
-                self._status_types = types
-        return target.resolution if self._status_types.get(status) in ("done", "cancelled") else None
+                    return None
+            types = self._status_types
+        return target.resolution if types.get(status) in ("done", "cancelled") else None
+
+
+@dataclass(frozen=True)
+class _Where:
+    key: str
+    queue: str
+    itype: str
