@@ -52,6 +52,7 @@ from bridge.core.mapping import (
 from bridge.core.plan import Policy, plan_for
 from bridge.core.values import FIELDS, Field, Pair, scalar, shown, text
 from bridge.errors import RemoteError
+from bridge.history import TrackerHistory
 from bridge.store import Store
 
 JOURNAL_SHOWN = 10
@@ -302,6 +303,8 @@ def explain_link(
     result.sentry = sentry_summary(s_issue, marks, why)
     result.tracker = tracker_summary(t_issue, users)
     now = snapshot(s_issue, t_issue, marks, users)
+    if state.pending:  # as the engine does: a pending write's issue history may decide it
+        state = TrackerHistory(tracker, settings.sync.overlap_seconds).with_history(state, t_issue, users)
     # The same planner with the same inputs as the engine's next cycle.
     actions = plan_for(state, now, users, policy)
     for name in FIELDS:

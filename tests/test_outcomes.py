@@ -237,3 +237,39 @@ def test_a_plain_resolve_is_the_no_release_fallback_only_when_the_issue_was_not_
     # ... but an issue that was resolved already and still is has not moved: nothing landed.
     pending = Pending(attempt(in_next, Pair("resolved", "resolved"), Pair("resolved", "closed")))
     assert observe_later(pending, Pair("resolved", "resolved")).seen is Seen.NOT_LANDED
+
+
+# -- pending writes judged by the issue's history (what the bridge's own account did) -----------
+
+
+def test_history_shows_a_landed_write_that_a_person_undid() -> None:
+    pending = Pending(attempt(), ("inProgress", "closed"))
+    # The issue shows the value the write was planned from, but the history has our close: it
+    # landed, and the person's reopen after it is a change of its own (carried, not overwritten).
+    seen = observe_later(pending, Pair("resolved", "open"), history=("closed",))
+    assert (seen.seen, seen.value) == (Seen.LANDED, "closed")
+    moved = settle(pending.attempt, seen).baseline
+    assert moved == Pair("resolved", "closed")
+    again = plan_link({"status": moved}, Snapshot(Pair("resolved", "open"), Pair(None, None),
+                                                  Pair(None, frozenset())), frozenset(), USERS, policy("manual"))
+    assert [type(a) for a in again if a.field == "status"] == [WriteSentryStatus]
+    # A step of the path in the history, not the target: the bridge's own partial walk.
+    assert observe_later(pending, Pair("resolved", "needInfo"), history=("inProgress",)).seen is Seen.PARTIAL
+    # Nothing of ours in the history: it never reached the issue.
+    assert observe_later(pending, Pair("resolved", "open"), history=()).seen is Seen.NOT_LANDED
+    assert observe_later(pending, Pair("resolved", "closed"), history=()).seen is Seen.SUPERSEDED
+
+
+def test_history_decides_who_added_a_follower() -> None:
+    add = AddFollowers(frozenset({"bob"}), "new bookmark")
+    pending = Pending(attempt(add, Pair(frozenset({"bob@example.com"}), frozenset()), None))
+    # bob follows, but nothing of ours is in the history: a person added him; never owned.
+    seen = observe_later(pending, Pair(frozenset({"bob@example.com"}), frozenset({"bob"})), history=())
+    assert seen.seen is Seen.NOT_LANDED and settle(pending.attempt, seen).owned_added == frozenset()
+    # Ours is in the history: owned while he follows ...
+    seen = observe_later(pending, Pair(frozenset({"bob@example.com"}), frozenset({"bob"})),
+                         history=(frozenset({"bob"}),))
+    assert seen.seen is Seen.LANDED and settle(pending.attempt, seen).owned_added == {"bob"}
+    # ... and not once he unfollowed by hand since.
+    seen = observe_later(pending, Pair(frozenset({"bob@example.com"}), frozenset()), history=(frozenset({"bob"}),))
+    assert seen.seen is Seen.LANDED and settle(pending.attempt, seen).owned_added == frozenset()

@@ -314,7 +314,7 @@ def test_a_bug_mid_walk_keeps_the_steps_already_taken(
 # ==     write before the next cycle: "value == planned" is judged "did not land" and re-written
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 11: judged by value only; the changelog tells (next commit)")
+
 def test_a_persons_revert_of_a_landed_write_is_not_rewritten_after_a_crash(
     bridge_env: BridgeEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -340,13 +340,13 @@ def test_a_persons_revert_of_a_landed_write_is_not_rewritten_after_a_crash(
     env.sync_json()
     # Without the crash this is "Tracker changed" and is carried to Sentry; it must never be undone.
     assert env.t_state(key)[0] == "open", [j for j in env.tracker.requests("POST", EXECUTE)]
+    assert env.s_state(sid)[0] == "unresolved"  # ... and it is carried, as it would have been
 
 
 # == 12. A follower add noted, the process died before sending it, and the person followed by hand:
 # ==     the next cycle takes the hand-added follower for the bridge's own and later removes it
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 12: judged by value only; the changelog tells (next commit)")
 def test_a_hand_added_follower_is_not_owned_because_of_an_unsent_note(
     bridge_env: BridgeEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -85,21 +85,26 @@ class Then(StrEnum):
 class Observation:
     """What the engine saw of one write.  `value` is the written side's value read back (APPLIED,
     LANDED), or the last status a transition path surely reached (PARTIAL, and UNKNOWN when
-    some steps are known to have landed)."""
+    some steps are known to have landed).  `effect`, when known from the issue's history, is the
+    logins a followers write of ours added or removed (ownership follows it, not presence)."""
 
     seen: Seen
     value: Value = None
     detail: str = ""
+    effect: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
 class Attempt:
     """One write as planned: the action, the field's pair it was planned from (both sides
-    then) and the field's baseline then."""
+    then), the field's baseline then, and for a Tracker write the issue's `version` then and
+    when the write began (where to look in the issue's history for it)."""
 
     action: Write
     planned: Pair
     baseline: Pair | None
+    version: int | None = None
+    at: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ def settle(attempt: Attempt, observed: Observation, reached: tuple[str, ...] = (
         # The write took effect: the written side is what the server shows, the other side what
         # the plan was made from (an edit made there since is then seen as a change next cycle).
         baseline = _moved(attempt, observed.value)
-        added, removed = _ownership(action, observed.value)
+        added, removed = _ownership(action, observed.value, observed.effect)
     elif seen in (Seen.PARTIAL, Seen.UNKNOWN) and observed.value is not None:
         # Some steps of a transition path surely landed: the Tracker side is where the bridge
         # itself brought the issue, so that status is never taken for a person's edit.  The
@@ -173,9 +178,17 @@ def settle(attempt: Attempt, observed: Observation, reached: tuple[str, ...] = (
     return Settlement(action.field, baseline, added, removed, entry, THEN_OF[seen], wrote, pending)
 
 
-def observe_later(pending: Pending, now: Pair) -> Observation:
+def observe_later(pending: Pending, now: Pair, history: tuple[Value, ...] | None = None) -> Observation:
     """Judge a pending write from what its field shows now (read at the start of a later cycle):
-    landed, landed part of the way, did not land, or overtaken by a person's change."""
+    landed, landed part of the way, did not land, or overtaken by a person's change.
+
+    `history`, when given, is what the bridge's own account did to the field since the write
+    began, from the issue's history (a Tracker changelog: statuses and assignees it set, follower
+    sets it added or removed).  It decides where the value alone cannot: a write that landed and
+    was then undone by a person, or a follower a person added while the bridge's write never
+    went out."""
+    if history is not None:
+        return _judged_by_history(pending, now, history)
     action = pending.attempt.action
     planned = pending.attempt.planned.side(action.side)
     value = now.side(action.side)
@@ -196,6 +209,28 @@ def observe_later(pending: Pending, now: Pair) -> Observation:
                                               f"{_target_text(action)}: taken as a person's change")
 
 
+def _judged_by_history(pending: Pending, now: Pair, ours: tuple[Value, ...]) -> Observation:
+    action = pending.attempt.action
+    value = now.side(action.side)
+    if isinstance(action, (AddFollowers, RemoveFollowers)):
+        done = frozenset().union(*(v for v in ours if isinstance(v, frozenset))) & action.logins
+        if done:
+            return Observation(Seen.LANDED, value, f"an earlier write landed: {text(done)} (the issue's history)",
+                               effect=done)
+        return Observation(Seen.NOT_LANDED, None, "an earlier write never reached the issue (its history)")
+    if action.value in ours:
+        # Ours landed (whatever happened after it is a later change, seen as such by the plan).
+        return Observation(Seen.LANDED, action.value, "an earlier write landed (the issue's history)")
+    reached = [v for v in ours if isinstance(v, str) and v in pending.reached]
+    if isinstance(action, WriteTrackerStatus) and reached:
+        return Observation(Seen.PARTIAL, reached[-1], f"an earlier transition path stopped at {reached[-1]}, on "
+                                                      f"the way to {action.target.status} (the issue's history)")
+    if value == pending.attempt.planned.side(action.side):
+        return Observation(Seen.NOT_LANDED, None, "an earlier write never reached the issue (its history)")
+    return Observation(Seen.SUPERSEDED, None, f"changed to {text(value)} by someone else since an earlier write "
+                                              f"of {_target_text(action)} (the issue's history)")
+
+
 def _reached_target(action: Write, value: Value) -> bool:
     if isinstance(action, WriteSentryStatus):
         if not isinstance(value, str):
@@ -214,12 +249,12 @@ def _moved(attempt: Attempt, value: Value) -> Pair | None:
     return attempt.planned.with_side(action.side, value)
 
 
-def _ownership(action: Write, value: Value) -> tuple[frozenset[str], frozenset[str]]:
+def _ownership(action: Write, value: Value, effect: frozenset[str] | None) -> tuple[frozenset[str], frozenset[str]]:
     shown = value if isinstance(value, frozenset) else frozenset()
     if isinstance(action, AddFollowers):
-        return action.logins & shown, frozenset()
+        return action.logins & (shown if effect is None else effect & shown), frozenset()
     if isinstance(action, RemoveFollowers):
-        return frozenset(), action.logins - shown
+        return frozenset(), action.logins - shown if effect is None else effect
     return frozenset(), frozenset()
 
 
@@ -261,8 +296,9 @@ def pending_to_json(pending: Pending) -> str:
         body.update(state=action.state)
     elif isinstance(action, WriteSentryAssignee):
         body.update(user_id=action.user_id, email=action.email)
-    return json.dumps({"action": body, "planned": _pair_json(pending.attempt.planned),
-                       "baseline": _pair_json(pending.attempt.baseline), "reached": list(pending.reached)})
+    attempt = pending.attempt
+    return json.dumps({"action": body, "planned": _pair_json(attempt.planned), "baseline": _pair_json(attempt.baseline),
+                       "version": attempt.version, "at": attempt.at, "reached": list(pending.reached)})
 
 
 def pending_from_json(raw: str) -> Pending:
@@ -288,6 +324,9 @@ def pending_from_json(raw: str) -> Pending:
         planned = _pair_of(data["planned"])
         if planned is None:
             raise ValueError("a pending write without the pair it was planned from")
-        return Pending(Attempt(action, planned, _pair_of(data["baseline"])), tuple(data["reached"]))
-    except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
+        version = data.get("version")
+        attempt = Attempt(action, planned, _pair_of(data["baseline"]), int(version) if version is not None else None,
+                          str(data.get("at") or ""))
+        return Pending(attempt, tuple(data["reached"]))
+    except (KeyError, TypeError, IndexError, ValueError) as exc:
         raise ValueError(f"not a pending write: {exc}") from None

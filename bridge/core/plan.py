@@ -41,7 +41,7 @@ from bridge.core.mapping import (
     status_to_tracker,
 )
 from bridge.core.outcomes import Pending, observe_later, settle
-from bridge.core.values import Field, Pair, Side, Snapshot, other, scalar
+from bridge.core.values import Field, Pair, Side, Snapshot, Value, other, scalar
 
 Direction = Literal["both", "to_tracker", "to_sentry", "off"]
 
@@ -78,6 +78,9 @@ class LinkState:
     owned: frozenset[str] = frozenset()
     open_conflicts: frozenset[str] = frozenset()
     pending: tuple[Pending, ...] = ()
+    # Per pending write (by kind): what the bridge's own account did to its field since, from the
+    # issue's history, when that was looked up (see `outcomes.observe_later`).
+    history: Mapping[str, tuple[Value, ...]] = field(default_factory=dict)
 
 
 # -- the planner -------------------------------------------------------------------------------
@@ -86,7 +89,8 @@ class LinkState:
 def plan_for(state: LinkState, now: Snapshot, users: UserMap, policy: Policy) -> list[Action]:
     """Every action one link needs this cycle, from what the store knows of it (the one entry
     point of the engine, `explain` and dry runs alike)."""
-    return plan_link(state.baseline, now, state.owned, users, policy, state.open_conflicts, state.pending)
+    return plan_link(state.baseline, now, state.owned, users, policy, state.open_conflicts, state.pending,
+                     state.history)
 
 
 def plan_link(
@@ -97,6 +101,7 @@ def plan_link(
     policy: Policy,
     open_conflicts: frozenset[str] = frozenset(),
     pending: Sequence[Pending] = (),
+    history: Mapping[str, tuple[Value, ...]] | None = None,
 ) -> list[Action]:
     """Every action one link needs this cycle, in the order the engine should run them: first
     the settlement of writes whose outcome was unknown (judged from what the sides show now),
@@ -107,7 +112,8 @@ def plan_link(
     for item in pending:
         # An earlier write's answer was lost (or the process stopped): what the side shows now
         # tells whether it landed; the bridge's own doing is never taken for a person's edit.
-        settled = settle(item.attempt, observe_later(item, now.get(item.field)))
+        seen = observe_later(item, now.get(item.field), (history or {}).get(item.kind))
+        settled = settle(item.attempt, seen)
         actions.append(Reconcile(item.field, settled, settled.entry.detail))
         if settled.baseline is not None:
             base[item.field] = settled.baseline

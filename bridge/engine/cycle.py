@@ -39,6 +39,7 @@ from bridge.engine.relink import relink
 from bridge.engine.report import SUMMARY_LOG_FIELDS, CycleReport
 from bridge.engine.transitions import StatusWalker
 from bridge.errors import BridgeError, RemoteError
+from bridge.history import TrackerHistory
 from bridge.store import Store, slim_tracker
 
 log = logging.getLogger("bridge.engine")
@@ -109,6 +110,7 @@ class Engine:
         self.walker = StatusWalker(self._tracker, self.workflows, self._tracker.http.policy.attempts)
         self.creator = Creator(self.settings, self._store, self._sentry, self._tracker, self.reader, now,
                                self.stop_requested.is_set)
+        self.history = TrackerHistory(self._tracker, self.settings.sync.overlap_seconds)
 
     def users(self, *, refresh: bool) -> UserMap:
         """Who is who; re-read on full cycles, kept in memory between them."""
@@ -124,7 +126,8 @@ class Engine:
         def note(sentry_id: str, pending: Pending) -> None:
             self.store.pending_log.note(sentry_id, pending, self.clock())
 
-        return Executor(self.sentry, self.tracker, self.walker, users, self.policy, note if notes else None)
+        return Executor(self.sentry, self.tracker, self.walker, users, self.policy, note if notes else None,
+                        clock=lambda: self.clock())
 
     def relink(self) -> dict[str, Any]:
         return relink(self.reader, self.store, self.policy)
@@ -297,6 +300,8 @@ class Engine:
                 marks: frozenset[str] | None, users: UserMap) -> LinkRun:
         """A link's run with its plan: the one way every caller (cycle, creation, `conflicts
         resolve`, `explain`) turns what the store knows and what the sides show into actions."""
+        if state.pending:  # writes whose outcome is unknown: the issue's history may tell
+            state = self.history.with_history(state, t_issue, users)
         run = LinkRun(link, state, s_issue, t_issue, marks)
         run.actions = plan_for(state, snapshot(s_issue, t_issue, marks, users), users, self.policy)
         return run

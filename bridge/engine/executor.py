@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.clients.sentry import SentryClient
@@ -52,10 +53,12 @@ class Executor:
     """Runs links' writes; one instance per cycle (or per operator command), shared by workers."""
 
     def __init__(self, sentry: SentryClient, tracker: TrackerClient, walker: StatusWalker, users: UserMap,
-                 policy: Policy, note: Note | None = None) -> None:
+                 policy: Policy, note: Note | None = None, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.sentry, self.tracker, self.walker = sentry, tracker, walker
         self.users, self.policy = users, policy
         self._note = note or (lambda _sid, _pending: None)
+        self._clock = clock
 
     def run(self, run: LinkRun) -> None:
         """Execute the run's plan.  A version conflict means a person changed the Tracker issue
@@ -144,7 +147,9 @@ class Executor:
 
     def _write(self, run: LinkRun, action: Write, planned_from: Snapshot) -> Then:
         """Send one write, observe it, settle it."""
-        attempt = Attempt(action, planned_from.get(action.field), run.base(action.field))
+        version = run.tracker.get("version") if action.side == "tracker" else None
+        attempt = Attempt(action, planned_from.get(action.field), run.base(action.field),
+                          int(version) if isinstance(version, int) else None, self._clock().isoformat())
         self._note(run.sentry_id, Pending(attempt))
         reached: tuple[str, ...] = ()
         try:

@@ -1,0 +1,107 @@
+"""What the bridge itself did to a Tracker issue, from the issue's changelog.
+
+A write whose outcome was unknown (its answer lost with no read-back, or the process stopped) is
+judged by the next cycle.  Most of the time the value tells: the target is there, or the value it
+was planned from is.  But the value alone cannot tell a write that landed and was then undone by
+a person from one that never landed, nor a follower the bridge added from one a person added by
+hand.  The changelog can: every entry names who made it (`updatedBy`) and what changed
+(`fields[{field, from, to}]`), and the bridge knows its own account (`/myself`).  It is read only
+for such a pending write, and only when the issue's version moved since the write was planned
+(an unmoved version means nothing happened at all).  If it cannot be read, the value decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from bridge.clients.tracker import TrackerClient
+from bridge.core.actions import AddFollowers, RemoveFollowers, WriteTrackerStatus
+from bridge.core.mapping import UserMap, tracker_login
+from bridge.core.outcomes import Pending
+from bridge.core.plan import LinkState
+from bridge.core.values import Value, parse_time
+from bridge.errors import RemoteError
+
+log = logging.getLogger("bridge.history")
+
+# The changelog's field ids of the fields the bridge writes on Tracker.
+FIELD_IDS = {"status": "status", "assignee": "assignee", "followers": "followers"}
+
+
+class TrackerHistory:
+    def __init__(self, tracker: TrackerClient, overlap_seconds: float) -> None:
+        self.tracker = tracker
+        self.overlap = timedelta(seconds=overlap_seconds)
+        self._ours: frozenset[str] | None = None
+        self._lock = threading.Lock()
+
+    def with_history(self, state: LinkState, t_issue: Mapping[str, Any], users: UserMap) -> LinkState:
+        """`state` with the history of each pending Tracker write whose issue moved on since."""
+        found: dict[str, tuple[Value, ...]] = {}
+        for pending in state.pending:
+            attempt = pending.attempt
+            if attempt.action.side != "tracker" or attempt.version is None:
+                continue
+            if t_issue.get("version") == attempt.version:
+                continue  # nothing happened to the issue since: the value is the whole story
+            ours = self._looked_up(str(t_issue["key"]), pending, users)
+            if ours is not None:
+                found[pending.kind] = ours
+        return replace(state, history=found) if found else state
+
+    def _account(self) -> frozenset[str] | None:
+        """The ids the bridge's own account shows up with in `updatedBy` (read once)."""
+        with self._lock:
+            if self._ours is None:
+                try:
+                    me = self.tracker.myself()
+                except RemoteError as exc:
+                    log.warning("cannot tell the bridge's own account (%s): pending writes are judged by value",
+                                exc.describe(), extra={"event": "history.unknown"})
+                    return None
+                self._ours = frozenset(str(me[k]) for k in ("uid", "passportUid", "cloudUid", "id") if me.get(k))
+            return self._ours
+
+    def _looked_up(self, key: str, pending: Pending, users: UserMap) -> tuple[Value, ...] | None:
+        ours = self._account()
+        if not ours:
+            return None
+        field = FIELD_IDS[pending.field]
+        since = parse_time(pending.attempt.at)
+        try:
+            entries = list(self.tracker.changelog(key, fields=[field]))
+        except RemoteError as exc:
+            log.warning("cannot read the history of %s (%s): its pending write is judged by value", key,
+                        exc.describe(), extra={"event": "history.unknown"})
+            return None
+        done: list[Value] = []
+        for entry in entries:
+            who = str((entry.get("updatedBy") or {}).get("id") or "")
+            at = parse_time(entry.get("updatedAt"))
+            if who not in ours or (since is not None and at is not None and at < since - self.overlap):
+                continue
+            for change in entry.get("fields") or []:
+                if isinstance(change, Mapping) and (change.get("field") or {}).get("id") == field:
+                    done.append(_effect(pending, change.get("from"), change.get("to"), users))
+        return tuple(done)
+
+
+def _effect(pending: Pending, before: Any, after: Any, users: UserMap) -> Value:
+    """What one changelog change did, in the terms of the pending write's field."""
+    action = pending.attempt.action
+    if isinstance(action, WriteTrackerStatus):
+        return str(after.get("key")) if isinstance(after, Mapping) else None
+    if isinstance(action, (AddFollowers, RemoveFollowers)):
+        old, new = _logins(before, users), _logins(after, users)
+        return new - old if isinstance(action, AddFollowers) else old - new
+    return tracker_login(after, users)
+
+
+def _logins(refs: Any, users: UserMap) -> frozenset[str]:
+    items: Iterable[Any] = refs if isinstance(refs, list) else []
+    return frozenset(login for login in (tracker_login(ref, users) for ref in items) if login)
