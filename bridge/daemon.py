@@ -54,7 +54,8 @@ from prometheus_client import disable_created_metrics
 from bridge.clients.http import RetryPolicy
 from bridge.config import Settings, load_settings
 from bridge.connect import open_clients
-from bridge.engine import CycleReport, Engine
+from bridge.core.report import CycleReport
+from bridge.engine import Engine
 from bridge.errors import BridgeError, ConfigError, RemoteError
 from bridge.metrics import Health, Metrics, MetricsServer, cycle_result, parse_iso
 from bridge.notify import Notifier

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,7 +49,7 @@ from bridge.core.mapping import (
     tracker_followers,
     tracker_status,
 )
-from bridge.core.plan import Policy, plan_for
+from bridge.core.plan import LinkState, Policy, plan_for
 from bridge.core.values import FIELDS, Field, Pair, scalar, shown, text
 from bridge.errors import RemoteError
 from bridge.history import TrackerHistory
@@ -284,16 +284,7 @@ def explain_link(
     state = store.link_states([link.sentry_id])[link.sentry_id]
 
     users = build_user_map(sentry.list_members(), tracker.list_users(), settings.mapping.users)
-    s_issue: dict[str, Any] | None = None
-    t_issue: dict[str, Any] | None = None
-    try:
-        s_issue = sentry.get_issue(link.sentry_id)
-    except RemoteError as exc:
-        result.errors.append(exc.describe())
-    try:
-        t_issue = tracker.get_issue(link.tracker_key)
-    except RemoteError as exc:
-        result.errors.append(exc.describe())
+    s_issue, t_issue = _both_issues(result, sentry, tracker)
     if s_issue is None or t_issue is None:
         return result
     marks: frozenset[str] | None = None
@@ -302,36 +293,57 @@ def explain_link(
         marks, why = bookmarks_of(sentry, s_issue, users, clock())
     result.sentry = sentry_summary(s_issue, marks, why)
     result.tracker = tracker_summary(t_issue, users)
-    now = snapshot(s_issue, t_issue, marks, users)
     if state.pending:  # as the engine does: a pending write's issue history may decide it
         state = TrackerHistory(tracker, settings.sync.overlap_seconds).with_history(state, t_issue, users)
+    now = snapshot(s_issue, t_issue, marks, users)
     # The same planner with the same inputs as the engine's next cycle.
     actions = plan_for(state, now, users, policy)
     for name in FIELDS:
-        mine = [a for a in actions if a.field == name]
-        pair = now.get(name)
-        if name == "status":
-            rows = status_rows(pair, policy)
-        elif name == "assignee":
-            rows = assignee_rows(pair, users, settings.mapping.users)
-        else:
-            rows = follower_rows(pair, state.owned, users)
-        decision, reason, in_step = decide_field(name, pair, mine, policy, users)
+        decision = _field_decision(name, [a for a in actions if a.field == name], now.get(name), state, policy,
+                                   users, settings.mapping.users)
         if name == "followers" and marks is None and why and policy.allows("followers", "tracker"):
-            reason += f" ({why})"  # what the read found, not a reason of the plan's
-        result.fields.append(FieldDecision(
-            field=name,
-            direction=policy.directions.get(name, "off"),
-            baseline=state.baseline.get(name),
-            baseline_at=stored[name][1] if name in stored else None,
-            now=pair,
-            in_step=in_step,
-            rows=tuple(rows),
-            actions=tuple(describe(a) for a in mine if not isinstance(a, Hold)),
-            decision=decision,
-            why=reason,
-        ))
+            decision = replace(decision, why=f"{decision.why} ({why})")  # what the read found
+        result.fields.append(replace(decision, baseline_at=stored[name][1] if name in stored else None))
     return result
+
+
+def _both_issues(result: Explanation, sentry: SentryClient, tracker: TrackerClient,
+                 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Both issues of the link now; what could not be read is said in `result.errors`."""
+    s_issue: dict[str, Any] | None = None
+    t_issue: dict[str, Any] | None = None
+    try:
+        s_issue = sentry.get_issue(result.link.sentry_id)
+    except RemoteError as exc:
+        result.errors.append(exc.describe())
+    try:
+        t_issue = tracker.get_issue(result.link.tracker_key)
+    except RemoteError as exc:
+        result.errors.append(exc.describe())
+    return s_issue, t_issue
+
+
+def _field_decision(name: Field, mine: list[Action], pair: Pair, state: LinkState, policy: Policy, users: UserMap,
+                    overrides: Mapping[str, str]) -> FieldDecision:
+    if name == "status":
+        rows = status_rows(pair, policy)
+    elif name == "assignee":
+        rows = assignee_rows(pair, users, overrides)
+    else:
+        rows = follower_rows(pair, state.owned, users)
+    decision, reason, in_step = decide_field(name, pair, mine, policy, users)
+    return FieldDecision(
+        field=name,
+        direction=policy.directions.get(name, "off"),
+        baseline=state.baseline.get(name),
+        baseline_at=None,
+        now=pair,
+        in_step=in_step,
+        rows=tuple(rows),
+        actions=tuple(describe(a) for a in mine if not isinstance(a, Hold)),
+        decision=decision,
+        why=reason,
+    )
 
 
 # -- text --------------------------------------------------------------------------------------

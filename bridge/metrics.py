@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.exposition import choose_encoder
 
 from bridge.clients.http import RequestStats
-from bridge.engine import CycleReport
+from bridge.core.report import CycleReport
 from bridge.errors import BridgeError
 
 log = logging.getLogger("bridge.metrics")

@@ -20,8 +20,8 @@ from rich.text import Text
 
 from bridge.core.actions import Action, changes, describe
 from bridge.core.linkrun import LinkRun
+from bridge.core.report import CycleReport
 from bridge.core.values import text
-from bridge.engine.report import CycleReport
 
 if TYPE_CHECKING:
     from bridge.cli import Context

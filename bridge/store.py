@@ -778,13 +778,7 @@ class Store:
             if not rows:
                 raise ValueError(f"no open conflict #{conflict_id}")
             sid, key = rows[0]["sentry_id"], rows[0]["tracker_key"]
-            for name, pair in baselines.items():
-                self.db.execute(
-                    "INSERT INTO baselines VALUES (?, ?, ?, ?, ?) ON CONFLICT(sentry_id, field) DO UPDATE SET "
-                    "sentry_value = excluded.sentry_value, tracker_value = excluded.tracker_value, "
-                    "updated_at = excluded.updated_at",
-                    [sid, name, encode(pair.sentry), encode(pair.tracker), stamp],
-                )
+            self._put_baselines(sid, baselines, stamp)
             self.db.execute("UPDATE conflicts SET resolved_at = ?, resolution = ? WHERE id = ?",
                             [stamp, resolution, conflict_id])
             self._journal(None, sid, key, JournalEntry(

@@ -23,8 +23,9 @@ from typing import Any
 from bridge.cli import EXIT_FAILED, EXIT_OK, Context
 from bridge.core.mapping import snapshot
 from bridge.core.plan import Policy
+from bridge.core.report import CycleReport
 from bridge.core.values import Field, Pair, Side, text
-from bridge.engine import CycleReport, Engine
+from bridge.engine import Engine
 from bridge.errors import ConfigError
 from bridge.store import Store
 

@@ -9,7 +9,7 @@ from typing import Any
 from bridge import render
 from bridge.cli import EXIT_FAILED, EXIT_OK, Context, report_remote_error
 from bridge.core.actions import changes, describe
-from bridge.engine.report import CycleReport
+from bridge.core.report import CycleReport
 
 
 def register(subparsers: Any) -> None:

@@ -44,7 +44,7 @@ class WriteTrackerAssignee:
 
 
 @dataclass(frozen=True)
-class AddFollowers:
+class _FollowersWrite:
     """`moves_baseline` is False when a removal follows in the same plan: the followers baseline
     moves only once the last follower write landed, so a failed removal is planned again."""
 
@@ -60,16 +60,13 @@ class AddFollowers:
 
 
 @dataclass(frozen=True)
-class RemoveFollowers:
-    logins: frozenset[str]
-    reason: str
-    moves_baseline: bool = True
-    field: Field = "followers"
-    side: Side = "tracker"
+class AddFollowers(_FollowersWrite):
+    """Follow the Tracker issue for people who bookmarked the Sentry issue (`{"add": [...]}`)."""
 
-    @property
-    def value(self) -> Value:
-        return self.logins
+
+@dataclass(frozen=True)
+class RemoveFollowers(_FollowersWrite):
+    """Unfollow people the bridge added whose bookmark is gone (`{"remove": [...]}`)."""
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from bridge.config import Settings
 from bridge.core.linkrun import Link
 from bridge.core.mapping import UserMap
 from bridge.core.new_issue import issue_fields, reference_tag, route_queue, unique_key
+from bridge.core.report import CycleReport
 from bridge.core.values import parse_time
 from bridge.engine.reading import Reader
-from bridge.engine.report import CycleReport
 from bridge.errors import RemoteError
 from bridge.store import Store, intent_followers
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -31,12 +30,13 @@ from bridge.core.linkrun import Link, LinkRun
 from bridge.core.mapping import UserMap, snapshot, tracker_followers
 from bridge.core.outcomes import Pending
 from bridge.core.plan import LinkState, Policy, plan_for
+from bridge.core.report import SUMMARY_LOG_FIELDS, CycleReport
 from bridge.core.workflow import WorkflowCache
 from bridge.engine.creation import Creator
 from bridge.engine.executor import Executor
+from bridge.engine.pool import WritePool
 from bridge.engine.reading import TRACKER_CURSOR, Batch, Issues, Reader, Tally, slim_sentry
 from bridge.engine.relink import relink
-from bridge.engine.report import SUMMARY_LOG_FIELDS, CycleReport
 from bridge.engine.transitions import StatusWalker
 from bridge.errors import BridgeError, RemoteError
 from bridge.history import TrackerHistory
@@ -380,54 +380,3 @@ class Engine:
             self.store.record_failure(run.sentry_id, run.tracker_key, text,
                                       backoff_max_seconds=self.settings.sync.failure_backoff_max_seconds,
                                       cycle_id=report.cycle_id, now=self.clock())
-
-
-class WritePool:
-    """Links with writes run on `sync.concurrency` workers (HTTP only); each run is committed on
-    the main thread, in one transaction per link, as it comes in."""
-
-    def __init__(self, engine: Engine, report: CycleReport, executor: Executor, users: UserMap) -> None:
-        self._engine, self._report, self._executor, self._users = engine, report, executor, users
-        self._pool: ThreadPoolExecutor | None = None
-        self._running: dict[Future[bool], LinkRun] = {}
-
-    def start(self, runs: Sequence[LinkRun]) -> None:
-        if not runs:
-            return  # most cycles write nothing: no threads for them
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self._engine.settings.sync.concurrency,
-                                            thread_name_prefix="write")
-        for run in runs:
-            self._running[self._pool.submit(self._work, run)] = run
-
-    def _work(self, run: LinkRun) -> bool:
-        if self._engine.stop_requested.is_set():
-            return False
-        self._executor.run(run)
-        return True
-
-    def commit_done(self) -> None:
-        """Commit the links whose writes have finished, without waiting for the others."""
-        self._commit([f for f in self._running if f.done()])
-
-    def drain(self) -> None:
-        """Wait for every write started and commit it: a write that reached a server is never
-        left without its baseline, whatever ended the cycle."""
-        try:
-            self._commit(as_completed(list(self._running)))
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
-
-    def _commit(self, futures: Iterable[Future[bool]]) -> None:
-        for future in futures:
-            run = self._running.pop(future)
-            try:
-                started = future.result()
-            except Exception as exc:  # noqa: BLE001 - the executor catches its own; this is a last guard
-                run.error, started = f"internal error: {type(exc).__name__}: {exc}", True
-            if not started:
-                self._report.interrupted = True
-                continue
-            self._engine.finish(self._report, run, self._users)
