@@ -49,7 +49,7 @@ class TrackerHistory:
                 continue
             if t_issue.get("version") == attempt.version:
                 continue  # nothing happened to the issue since: the value is the whole story
-            ours = self._looked_up(str(t_issue["key"]), pending, users)
+            ours = self.lookup(str(t_issue["key"]), pending, users)
             if ours is not None:
                 found[pending.kind] = ours
         return replace(state, history=found) if found else state
@@ -67,28 +67,54 @@ class TrackerHistory:
                 self._ours = frozenset(str(me[k]) for k in ("uid", "passportUid", "cloudUid", "id") if me.get(k))
             return self._ours
 
-    def _looked_up(self, key: str, pending: Pending, users: UserMap) -> tuple[Value, ...] | None:
+    def lookup(self, key: str, pending: Pending, users: UserMap) -> tuple[Value, ...] | None:
+        """What the bridge's own account did to the pending write's field since the write began;
+        None when that cannot be known (the account or the changelog cannot be read)."""
         ours = self._account()
         if not ours:
             return None
         field = FIELD_IDS[pending.field]
-        since = parse_time(pending.attempt.at)
         try:
             entries = list(self.tracker.changelog(key, fields=[field]))
         except RemoteError as exc:
             log.warning("cannot read the history of %s (%s): its pending write is judged by value", key,
                         exc.describe(), extra={"event": "history.unknown"})
             return None
-        done: list[Value] = []
-        for entry in entries:
-            who = str((entry.get("updatedBy") or {}).get("id") or "")
-            at = parse_time(entry.get("updatedAt"))
-            if who not in ours or (since is not None and at is not None and at < since - self.overlap):
-                continue
-            for change in entry.get("fields") or []:
-                if isinstance(change, Mapping) and (change.get("field") or {}).get("id") == field:
-                    done.append(_effect(pending, change.get("from"), change.get("to"), users))
-        return tuple(done)
+        return _since_the_write(entries, field, pending, ours, users, self.overlap)
+
+
+def _since_the_write(entries: list[dict[str, Any]], field: str, pending: Pending, ours: frozenset[str],
+                     users: UserMap, overlap: timedelta) -> tuple[Value, ...]:
+    """The effects of the bridge's own changes to `field` that can be the pending write's: made
+    after it began (less the clock-skew allowance), and after the last change, by anyone, that
+    left the field at the value the write was planned from before it began; so an earlier write
+    of the same value that was undone since is never taken for this one."""
+    began = parse_time(pending.attempt.at)
+    planned = pending.attempt.planned.side("tracker")
+    changes: list[tuple[dict[str, Any], Mapping[str, Any]]] = [
+        (entry, change) for entry in entries for change in entry.get("fields") or []
+        if isinstance(change, Mapping) and (change.get("field") or {}).get("id") == field]
+    start = 0
+    for index, (entry, change) in enumerate(changes):
+        at = parse_time(entry.get("updatedAt"))
+        if began is not None and at is not None and at <= began and _value_after(field, change, users) == planned:
+            start = index + 1
+    done: list[Value] = []
+    for entry, change in changes[start:]:
+        who = str((entry.get("updatedBy") or {}).get("id") or "")
+        at = parse_time(entry.get("updatedAt"))
+        if who in ours and (began is None or at is None or at >= began - overlap):
+            done.append(_effect(pending, change.get("from"), change.get("to"), users))
+    return tuple(done)
+
+
+def _value_after(field: str, change: Mapping[str, Any], users: UserMap) -> Value:
+    after = change.get("to")
+    if field == "status":
+        return str(after.get("key")) if isinstance(after, Mapping) else None
+    if field == "followers":
+        return _logins(after, users)
+    return tracker_login(after, users)
 
 
 def _effect(pending: Pending, before: Any, after: Any, users: UserMap) -> Value:

@@ -171,6 +171,14 @@ def m004_outcomes(db: sqlite_utils.Database) -> None:
     )
 
 
+@SCHEMA()
+def m005_intent_backoff(db: sqlite_utils.Database) -> None:
+    """A create refused for good is retried with backoff, and waits without taking a slot of
+    `create.max_per_cycle` from newer issues."""
+    db.execute("ALTER TABLE intents ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE intents ADD COLUMN next_try TEXT")
+
+
 # What an incremental cycle needs of a Tracker issue (mapping.tracker_* and the workflow).
 CACHED_TRACKER_FIELDS = ("key", "version", "status", "assignee", "followers", "queue", "type", "updatedAt", "aliases")
 
@@ -600,10 +608,22 @@ class Store:
     def intents(self, state: str = "pending") -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM intents WHERE state = ? ORDER BY id", (state,))
 
-    def intent_error(self, sentry_id: str, error: str) -> None:
+    def intent_error(self, sentry_id: str, error: str, *, backoff_max_seconds: int = 3600,
+                     now: datetime | None = None) -> None:
+        """Record why a create failed and when to try it again (capped exponential backoff)."""
+        moment = now or datetime.now(UTC)
         with self.atomic():
-            self.db.execute("UPDATE intents SET error = ?, updated_at = ? WHERE sentry_id = ?",
-                            [error, now_iso(), sentry_id])
+            rows = self._rows("SELECT attempts FROM intents WHERE sentry_id = ?", (sentry_id,))
+            attempts = (int(rows[0]["attempts"]) if rows else 0) + 1
+            delay = min(backoff_max_seconds, 30 * 2 ** min(attempts - 1, 20))
+            self.db.execute("UPDATE intents SET error = ?, attempts = ?, next_try = ?, updated_at = ? "
+                            "WHERE sentry_id = ?",
+                            [error, attempts, now_iso(moment + timedelta(seconds=delay)), now_iso(moment), sentry_id])
+
+    def intents_due(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Pending intents not waiting out a backoff."""
+        return self._rows("SELECT * FROM intents WHERE state = 'pending' AND (next_try IS NULL OR next_try <= ?) "
+                          "ORDER BY id", (now_iso(now),))
 
     def complete_intent(
         self, sentry_id: str, tracker_key: str, origin: str, owned: frozenset[str] = frozenset(),

@@ -9,6 +9,7 @@ across cycles as the daemon keeps it); CLI tests use `bridge_env` (loopback HTTP
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -381,7 +382,10 @@ def test_backfill_on_a_fresh_state_never_owns_followers_people_added(bridge_env:
     env.config(create={"enabled": True, "query": "is:unresolved", "max_per_cycle": 50})
     env.sync_json()  # sets the create watermark
     sid = env.sentry.add_issue(PROJECT, "boom")
+    real_now = env.tracker.now
+    env.tracker.now = lambda: real_now() - timedelta(hours=1)  # the issue is made long before the loss
     env.sync_json()
+    env.tracker.now = real_now
     [key] = [k for k in env.tracker.issue_keys() if env.t_issue(k).get("unique", "").endswith(f":{sid}")]
     env.tracker.add_follower(key, "bob", by="bob")  # bob follows by hand ...
     env.sentry.bookmark(sid, "bob@example.com")  # ... and bookmarks it too

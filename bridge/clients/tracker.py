@@ -18,7 +18,7 @@ Facts it relies on (see `reference/tracker-api.md`):
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
@@ -26,6 +26,7 @@ import httpx
 from bridge.clients.http import ApiHttp, RequestStats, RetryPolicy, check_types, require
 from bridge.errors import BadResponseError, ConflictError, MalformedItemError, NotFoundError
 
+Created = Literal["created", "existed", "lost"]
 SEARCH_BATCH = 100
 PAGE_SIZE = 100
 MAX_PAGES = 10_000  # a runaway-pagination guard, far above any real listing (10k rows = 100 pages)
@@ -259,10 +260,12 @@ class TrackerClient:
         )
         return self._transitions(response)
 
-    def create_issue(self, fields: dict[str, Any], *, unique: str) -> tuple[dict[str, Any], bool]:
-        """Create with `unique`; returns (issue, created).  When the unique key was already taken
-        before this call (a repeat) the existing issue comes back with False; when this call's own
-        first attempt created it and its answer was lost, the retry's 409 gives it with True."""
+    def create_issue(self, fields: dict[str, Any], *, unique: str) -> tuple[dict[str, Any], Created]:
+        """Create with `unique`; returns (issue, how): "created" by this call's request; "existed"
+        when the unique key was taken before this call (a repeat: the existing issue); "lost" when
+        an attempt of this call had an ambiguous answer (a timeout, a reset, a 5xx) and the retry
+        met the key taken: most likely that attempt created it, unless the issue is older than the
+        call (the caller tells by its `createdAt`)."""
         try:
             response = self.http.request("POST", self._path("issues") + "/", safe=True,
                                          json_body={**fields, "unique": unique})
@@ -270,9 +273,8 @@ class TrackerClient:
             found = self.find_by_unique(unique)
             if found is None:
                 raise
-            # A 409 right after an attempt whose answer was lost is that attempt: created now.
-            return found, exc.after_lost_answer
-        return self._issue(response), True
+            return found, "lost" if exc.after_lost_answer else "existed"
+        return self._issue(response), "created"
 
     def add_comment(self, key: str, text: str, *, add_to_followers: bool = False) -> dict[str, Any]:
         """Comment on an issue.  By default without `isAddToFollowers`, which would otherwise make the

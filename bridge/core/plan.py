@@ -236,7 +236,13 @@ def _plan_followers(
         # Bookmarks could not be learned this cycle: unknown is not "nobody".
         return [Hold("followers", "bookmarks unknown this cycle: unknown is not 'nobody'")]
     followers = now.tracker if isinstance(now.tracker, frozenset) else frozenset()
-    before = base.sentry if base is not None and isinstance(base.sentry, frozenset) else frozenset()
+    if base is not None and isinstance(base.sentry, frozenset):
+        before = base.sentry
+    else:
+        # No bookmark seen yet (a new link): the followers the bridge already owns were added for
+        # bookmarks (a create that asked for them), so those bookmarks count as seen: one dropped
+        # before this first look drops its follower.
+        before = frozenset(p.email for p in (users.person_for(login) for login in owned) if p is not None)
     if bookmarks == before:
         # No bookmark came or went; hand-made follower changes in Tracker are left alone.
         return [Hold("followers", "no bookmark came or went since the baseline; followers people added or "

@@ -65,9 +65,9 @@ class WorkflowCache:
 
 
 def shortest_path(
-    graph: Mapping[str, Sequence[Transition]], start: str, target: str
+    graph: Mapping[str, Sequence[Transition]], start: str, target: str, avoid: frozenset[str] = frozenset()
 ) -> list[Transition] | None:
-    """Breadth-first search over the known part of the workflow."""
+    """Breadth-first search over the known part of the workflow, never through `avoid`."""
     if start == target:
         return []
     queue: deque[tuple[str, list[Transition]]] = deque([(start, [])])
@@ -81,23 +81,37 @@ def shortest_path(
             if transition.to == target:
                 return step
             seen.add(transition.to)
-            queue.append((transition.to, step))
+            if transition.to not in avoid:
+                queue.append((transition.to, step))
     return None
 
 
-def next_transition(graph: Mapping[str, Sequence[Transition]], current: str, target: str) -> Transition | None:
-    """The step to take now: along the shortest known path to `target`; else the first step
-    towards the nearest status whose transitions are not known yet (the only way to learn them
-    is to stand there); else None: nothing reachable leads to the target."""
-    path = shortest_path(graph, current, target)
-    if path:
-        return path[0]
+def next_transition(graph: Mapping[str, Sequence[Transition]], current: str, target: str,
+                    avoid: frozenset[str] = frozenset()) -> Transition | None:
+    """The step to take now.  In order: the shortest known path that passes through no status in
+    `avoid` (the done and cancelled statuses other than the target: entering one closes the
+    ticket, sets a resolution and tells people); the shortest known path; a step towards the
+    nearest status whose transitions are not known yet (the only way to learn them is to stand
+    there), first around `avoid`, then through it; else None: nothing reachable leads there."""
+    for detour in (avoid, frozenset()):
+        path = shortest_path(graph, current, target, detour - {target})
+        if path:
+            return path[0]
+    for detour in (avoid, frozenset()):
+        step = _towards_the_unknown(graph, current, detour - {target})
+        if step is not None:
+            return step
+    return None
+
+
+def _towards_the_unknown(graph: Mapping[str, Sequence[Transition]], current: str,
+                         avoid: frozenset[str]) -> Transition | None:
     queue: deque[tuple[str, Transition | None]] = deque([(current, None)])
     seen = {current}
     while queue:
         status, first = queue.popleft()
         for transition in graph.get(status, ()):
-            if transition.to in seen:
+            if transition.to in seen or transition.to in avoid:
                 continue
             step = first or transition
             if transition.to not in graph:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.clients.sentry import SentryClient
-from bridge.clients.tracker import TrackerClient
+from bridge.clients.tracker import Created, TrackerClient
 from bridge.config import Settings
 from bridge.core.linkrun import Link
 from bridge.core.mapping import UserMap
@@ -28,6 +28,9 @@ from bridge.store import Store, intent_followers
 
 log = logging.getLogger("bridge.engine")
 
+# How far Tracker's clock may run behind ours when telling an issue our create made (not older than
+# our intent row) from one with our unique made before (a lost state file's).
+CREATE_CLOCK_SKEW = timedelta(seconds=30)
 # Where the create listing stops: the newest Sentry first-seen time already handled.
 CREATE_CURSOR = "create.first_seen"
 CREATE_FLOOR = "create.floor_id"
@@ -69,15 +72,18 @@ class Creator:
                      extra={"event": "intent.recovered", "link": sid})
 
     def create_new(self, report: CycleReport, users: UserMap, bookmarks: Mapping[str, frozenset[str]] | None,
-                   sync_new: SyncNew, *, backfill: bool, dry_run: bool) -> None:
+                   sync_new: SyncNew, *, backfill: bool, dry_run: bool, respect_backoff: bool = False) -> None:
         cap = self.settings.create.max_per_cycle
-        candidates, newest_listed = self._candidates(backfill, dry_run)
+        candidates, newest_listed = self._candidates(backfill, dry_run, respect_backoff)
         batch, report.deferred = candidates[:cap], max(0, len(candidates) - cap)
         if report.deferred:
             log.warning("create.max_per_cycle = %d: %d more Sentry issues wait for the next cycle",
                         cap, report.deferred, extra={"event": "create.deferred"})
         handled: list[datetime | None] = []
-        unhandled: list[datetime | None] = [parse_time(i.get("firstSeen")) for i in candidates[cap:]]
+        # Deferred issues wait ahead of the watermark, unless a pending intent keeps them anyway.
+        journalled = self.store.known_sentry_ids()
+        unhandled: list[datetime | None] = [parse_time(i.get("firstSeen")) for i in candidates[cap:]
+                                            if str(i["id"]) not in journalled]
         for issue in batch:
             if self.stopping():
                 report.interrupted = True
@@ -109,13 +115,19 @@ class Creator:
         if current is None or mark > current:
             self.store.set_cursor(CREATE_CURSOR, mark.isoformat(), self.clock())
 
-    def _candidates(self, backfill: bool, dry_run: bool) -> tuple[list[dict[str, Any]], datetime | None]:
-        """Sentry issues that need a Tracker issue, oldest first: pending intents, then issues
-        matching `create.query` first seen at or after the watermark (all of them with backfill).
-        Also the newest first-seen time listed (where the watermark may move when none waits)."""
+    def _candidates(self, backfill: bool, dry_run: bool,
+                    respect_backoff: bool) -> tuple[list[dict[str, Any]], datetime | None]:
+        """Sentry issues that need a Tracker issue: issues matching `create.query` first seen at
+        or after the watermark (all of them with backfill) and pending intents, oldest first, the
+        creates that failed before last (so a create refused for good never takes the slots of
+        `create.max_per_cycle` from newer issues).  The daemon also lets a failed create wait out
+        its backoff.  Also the newest first-seen time listed (where the watermark may move when
+        none waits)."""
         cfg = self.settings.create
         known = self.store.known_sentry_ids()
-        pending = [row["sentry_id"] for row in self.store.intents("pending")]
+        rows = self.store.intents_due(self.clock()) if respect_backoff else self.store.intents("pending")
+        failed_before = {str(row["sentry_id"]): int(row.get("attempts") or 0) for row in rows}
+        pending = list(failed_before)
         candidates: dict[str, dict[str, Any]] = {}
         if pending:
             for issue in self.sentry.get_issues(pending):
@@ -148,7 +160,8 @@ class Creator:
                 continue  # existed before creation was switched on: only --backfill creates it
             if str(issue["id"]) not in known:
                 candidates.setdefault(str(issue["id"]), issue)
-        ordered = sorted(candidates.values(), key=lambda i: (str(i.get("firstSeen") or ""), int(str(i["id"]))))
+        ordered = sorted(candidates.values(), key=lambda i: (failed_before.get(str(i["id"]), 0),
+                                                            str(i.get("firstSeen") or ""), int(str(i["id"]))))
         return ordered, newest_listed
 
     def create_one(self, report: CycleReport, issue: dict[str, Any], users: UserMap, marks: frozenset[str] | None,
@@ -161,44 +174,64 @@ class Creator:
         queue = route_queue(issue, cfg, self.settings.tracker.queue)
         fields = issue_fields(issue, cfg, queue, users, marks)
         asked = frozenset(fields.get("followers", []))
-        prior = self.store.intent_of(sid)  # an earlier attempt of ours (a crash, a lost answer)
+        prior = self.store.intent_of(sid)  # an earlier attempt of this state file's, if pending
+        created: Created = "existed"
         try:
             existing = self._find_referencing(sid, queue)
             if existing is not None:
-                t_issue, created = existing, False
+                t_issue = existing
             else:
                 self.store.add_intent(sid, self._unique(sid), queue, self.clock(), followers=asked)
                 t_issue, created = self.tracker.create_issue(fields, unique=self._unique(sid))
         except RemoteError as exc:
-            text = exc.describe()
-            report.create_failures[sid] = text
-            self.store.intent_error(sid, text)
-            log.warning("cannot create a Tracker issue for %s: %s", sid, text,
-                        extra={"event": "create.failed", "link": sid, "outcome": "failed"})
-            # Before its intent row nothing remote happened: the issue stays a candidate below
-            # the watermark.  After it, the pending intent keeps it a candidate.
-            return self.store.intent_of(sid) is not None
+            return self._failed(report, sid, exc.describe())
         key = str(t_issue["key"])
         other = self.store.find_link(key)
         if other is not None and other.sentry_id != sid:
-            text = f"Tracker issue {key} is already linked to Sentry issue {other.sentry_id}"
-            report.create_failures[sid] = text
-            self.store.intent_error(sid, text)
-            log.warning("cannot link %s: %s", sid, text, extra={"event": "create.failed", "link": sid})
-            return True
-        # Ours: created by this call, or by an earlier attempt of this state file's (its answer
-        # lost, or the process stopped); then the followers any attempt asked for are ours (the
-        # first sync forgets those nobody follows any more).  A 409 without such an attempt is an
-        # issue another state file created: adopted, and nothing of it is owned.
-        ours = created or (existing is None and prior is not None and prior["state"] == "pending")
-        owned = asked | (intent_followers(prior) if prior is not None else frozenset()) if ours else frozenset()
+            return self._failed(report, sid, f"Tracker issue {key} is already linked to Sentry issue {other.sentry_id}")
+        ours = self._ours(sid, t_issue, prior, created if existing is None else "existed")
+        intent = self.store.intent_of(sid)
+        # Ours: then the followers any attempt of ours asked for are ours (the first sync forgets
+        # those nobody follows any more).  Otherwise another state file (or a person) made it:
+        # adopted, and nothing of it is owned.
+        owned = (asked | intent_followers(intent)) if ours and intent is not None else frozenset()
         self.store.complete_intent(sid, key, "created" if ours else "adopted", owned, self.clock())
         (report.created if ours else report.adopted).append((sid, key))
         log.info("%s Tracker issue %s for Sentry issue %s", "created" if ours else "adopted", key, sid,
                  extra={"event": "create.ok" if ours else "create.adopted", "link": sid, "outcome": "ok"})
         link = Link(sid, key, "created" if ours else "adopted", "")
-        sync_new(report, link, issue, t_issue, marks, users, owned, created)
+        wrote = ours and existing is None and created != "existed"  # this cycle's request made it
+        sync_new(report, link, issue, t_issue, marks, users, owned, wrote)
         return True
+
+    def _failed(self, report: CycleReport, sid: str, text: str) -> bool:
+        """A create that failed.  Handled (True) once its intent row exists: the pending intent
+        keeps it a candidate.  Before it nothing remote happened, and the issue stays a candidate
+        below the create watermark (False)."""
+        report.create_failures[sid] = text
+        self.store.intent_error(sid, text, backoff_max_seconds=self.settings.sync.failure_backoff_max_seconds,
+                                now=self.clock())
+        log.warning("cannot create a Tracker issue for %s: %s", sid, text,
+                    extra={"event": "create.failed", "link": sid, "outcome": "failed"})
+        return self.store.intent_of(sid) is not None
+
+    def _ours(self, sid: str, t_issue: dict[str, Any], prior: dict[str, Any] | None, how: Created) -> bool:
+        """Created by this state file's own attempt.  Certain when this call's request created it.
+        After an ambiguous answer (this call's, or an earlier attempt's still pending), it is ours
+        when it carries our `unique` and is not older than that attempt's intent row (less
+        CREATE_CLOCK_SKEW): an issue with our unique from before (a lost state file's) is adopted
+        and nothing of it is owned."""
+        if how == "created":
+            return True
+        if t_issue.get("unique") != self._unique(sid):
+            return False
+        since_row = prior if prior is not None and prior.get("state") == "pending" else None
+        if how == "lost":
+            since_row = since_row or self.store.intent_of(sid)
+        if since_row is None:
+            return False
+        created, since = parse_time(t_issue.get("createdAt")), parse_time(since_row.get("created_at"))
+        return created is None or since is None or created >= since - CREATE_CLOCK_SKEW
 
     def _find_referencing(self, sentry_id: str, queue: str) -> dict[str, Any] | None:
         """A Tracker issue that already names this Sentry issue, in `create.reference_field` or

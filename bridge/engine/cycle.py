@@ -127,7 +127,7 @@ class Engine:
             self.store.pending_log.note(sentry_id, pending, self.clock())
 
         return Executor(self.sentry, self.tracker, self.walker, users, self.policy, note if notes else None,
-                        clock=lambda: self.clock())
+                        clock=lambda: self.clock(), history=self.history)
 
     def relink(self) -> dict[str, Any]:
         return relink(self.reader, self.store, self.policy)
@@ -214,7 +214,8 @@ class Engine:
             return
         self.store.set_cursor(TRACKER_CURSOR, cursor, self.clock())
         if creating and not self.stop_requested.is_set():
-            self.creator.create_new(report, users, bookmarks, self.sync_new, backfill=backfill, dry_run=dry_run)
+            self.creator.create_new(report, users, bookmarks, self.sync_new, backfill=backfill, dry_run=dry_run,
+                                    respect_backoff=respect_backoff)
         if self.settings.sentry.app_installation and not self.stop_requested.is_set():
             self.creator.backlink(report)
 

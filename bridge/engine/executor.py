@@ -40,6 +40,7 @@ from bridge.core.plan import LinkState, Policy, plan_for
 from bridge.core.values import Snapshot
 from bridge.engine.transitions import StatusWalker
 from bridge.errors import BadResponseError, ConflictError, RemoteError, TransientError
+from bridge.history import TrackerHistory
 
 log = logging.getLogger("bridge.engine")
 
@@ -54,11 +55,13 @@ class Executor:
 
     def __init__(self, sentry: SentryClient, tracker: TrackerClient, walker: StatusWalker, users: UserMap,
                  policy: Policy, note: Note | None = None, *,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 history: TrackerHistory | None = None) -> None:
         self.sentry, self.tracker, self.walker = sentry, tracker, walker
         self.users, self.policy = users, policy
         self._note = note or (lambda _sid, _pending: None)
         self._clock = clock
+        self._history = history
 
     def run(self, run: LinkRun) -> None:
         """Execute the run's plan.  A version conflict means a person changed the Tracker issue
@@ -230,7 +233,11 @@ class Executor:
             run.sentry = issue
         else:
             run.tracker = run.tracker_seen = issue
-        seen = observe_later(Pending(attempt), self.now(run).get(action.field))
+        history = None
+        if isinstance(action, PATCHES) and self._history is not None and issue.get("version") != attempt.version:
+            # Who made the change matters for followers (ownership): the issue's history tells.
+            history = self._history.lookup(run.tracker_key, Pending(attempt), self.users)
+        seen = observe_later(Pending(attempt), self.now(run).get(action.field), history)
         if seen.seen is Seen.LANDED:
             return replace(seen, detail=f"the answer was lost ({error.describe()}); read back: it landed")
         if seen.seen is Seen.NOT_LANDED:

@@ -37,6 +37,7 @@ log = logging.getLogger("bridge.engine")
 MAX_TRANSITION_STEPS = 6
 # A refusal of a cached transition may only mean the cache is stale (workflow edited).
 STALE = (RejectedError, ConflictError, NotFoundError)
+CLOSING = ("done", "cancelled")
 
 
 @dataclass
@@ -123,8 +124,9 @@ class StatusWalker:
         from_cache = self.workflows.get(at.queue, at.itype, current) is not None
         if not from_cache and not self._learn(walk, at, current):
             return None
+        avoid = self._closing_statuses()
         for last_try in (not from_cache, True):
-            step = next_transition(self.workflows.graph(at.queue, at.itype), current, walk.target.status)
+            step = next_transition(self.workflows.graph(at.queue, at.itype), current, walk.target.status, avoid)
             if step is None and not last_try:
                 if not self._learn(walk, at, current):
                     return None
@@ -145,6 +147,9 @@ class StatusWalker:
                 if not self._learn(walk, at, current):
                     return None
                 continue
+            except RemoteError:
+                walk.in_flight = None  # refused (401, 403, another 4xx): it did not land
+                raise
             if walk.error is not None:
                 return None
             walk.in_flight = None
@@ -205,22 +210,30 @@ class StatusWalker:
 
     def _resolution_for(self, status: str, target: TrackerTarget) -> str | None:
         """The target's resolution on the last step, and on any step through a done-type status
-        on the way (Tracker requires one to enter it, e.g. open -> resolved -> closed).  The types
-        are read once; a failed read is tried again next time, never remembered as "no types"."""
+        on the way (Tracker requires one to enter it, e.g. open -> resolved -> closed)."""
         if status == target.status:
             return target.resolution
+        types = self._types()
+        # Without the types this step goes without a resolution (a done status may refuse it).
+        return target.resolution if types is not None and types.get(status) in CLOSING else None
+
+    def _closing_statuses(self) -> frozenset[str]:
+        """The done and cancelled statuses: a walk passes through one only when it must."""
+        types = self._types()
+        return frozenset(key for key, kind in (types or {}).items() if kind in CLOSING)
+
+    def _types(self) -> dict[str, str] | None:
+        """Status key -> type, read once; a failed read is tried again next time, never
+        remembered as "no types"."""
         with self._types_lock:
             if self._status_types is None:
                 try:
                     self._status_types = {str(item.get("key")): str(item.get("type") or "")
                                           for item in self.tracker.statuses()}
                 except RemoteError as exc:
-                    # Not remembered: the next walk reads them again.  Without them this step
-                    # goes without a resolution (a done status on the way may refuse it, 422).
                     log.warning("cannot read Tracker status types: %s", exc.describe(), extra={"event": "statuses"})
                     return None
-            types = self._status_types
-        return target.resolution if types.get(status) in ("done", "cancelled") else None
+            return self._status_types
 
 
 @dataclass(frozen=True)
