@@ -51,7 +51,7 @@ class TrackerHistory:
                 continue  # nothing happened to the issue since: the value is the whole story
             ours = self.lookup(str(t_issue["key"]), pending, users)
             if ours is not None:
-                found[pending.kind] = ours
+                found[pending.key] = ours
         return replace(state, history=found) if found else state
 
     def _account(self) -> frozenset[str] | None:

@@ -179,6 +179,28 @@ def m005_intent_backoff(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE intents ADD COLUMN next_try TEXT")
 
 
+@SCHEMA()
+def m006_one_note_per_attempt(db: sqlite_utils.Database) -> None:
+    """A note per write attempt, not per kind of write: a newer attempt's note must never replace
+    an older one the link's commit has not settled yet (a process stopped in between would
+    forget what the older write did)."""
+    db.executescript(
+        """
+        CREATE TABLE pending_writes_new (
+            sentry_id TEXT NOT NULL REFERENCES links(sentry_id) ON DELETE CASCADE,
+            attempt TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL,
+            noted_at TEXT NOT NULL,
+            PRIMARY KEY (sentry_id, attempt)
+        );
+        INSERT INTO pending_writes_new SELECT sentry_id, kind, kind, data, noted_at FROM pending_writes;
+        DROP TABLE pending_writes;
+        ALTER TABLE pending_writes_new RENAME TO pending_writes;
+        """
+    )
+
+
 # What an incremental cycle needs of a Tracker issue (mapping.tracker_* and the workflow).
 CACHED_TRACKER_FIELDS = ("key", "version", "status", "assignee", "followers", "queue", "type", "updatedAt", "aliases")
 
@@ -254,9 +276,13 @@ class PendingLog:
         self._lock = threading.Lock()
 
     def note(self, sentry_id: str, pending: Pending, now: datetime | None = None) -> None:
+        """Note (or update: a transition path's steps) one attempt's note; other notes of the link
+        stay, settled or not, until the link's commit."""
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO pending_writes VALUES (?, ?, ?, ?)",
-                               [sentry_id, pending.kind, pending_to_json(pending), now_iso(now)])
+            self._conn.execute(
+                "INSERT INTO pending_writes (sentry_id, attempt, kind, data, noted_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(sentry_id, attempt) DO UPDATE SET data = excluded.data",
+                [sentry_id, pending.key, pending.kind, pending_to_json(pending), now_iso(now)])
 
     def close(self) -> None:
         with self._lock:
@@ -445,8 +471,9 @@ class Store:
             self._put_conflicts(sid, run.tracker_key, run.conflicts, stamp)
             self.db.execute("DELETE FROM pending_writes WHERE sentry_id = ?", [sid])
             for pending in run.pending.values():
-                self.db.execute("INSERT INTO pending_writes VALUES (?, ?, ?, ?)",
-                                [sid, pending.kind, pending_to_json(pending), stamp])
+                self.db.execute("INSERT INTO pending_writes (sentry_id, attempt, kind, data, noted_at) "
+                                "VALUES (?, ?, ?, ?, ?)",
+                                [sid, pending.key, pending.kind, pending_to_json(pending), stamp])
             if run.error is None:
                 self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sid])
 
@@ -493,7 +520,8 @@ class Store:
 
     def pending_for(self, sentry_ids: Sequence[str]) -> dict[str, tuple[Pending, ...]]:
         marks = ",".join("?" * len(sentry_ids))
-        sql = f"SELECT sentry_id, kind, data FROM pending_writes WHERE sentry_id IN ({marks}) ORDER BY noted_at"  # noqa: S608
+        sql = (f"SELECT sentry_id, kind, data FROM pending_writes WHERE sentry_id IN ({marks}) "  # noqa: S608
+               "ORDER BY noted_at, rowid")
         grouped: dict[str, list[Pending]] = {}
         for row in self._rows(sql, sentry_ids):
             try:

@@ -943,3 +943,20 @@ def test_a_concurrent_edit_before_a_transition_is_not_overwritten(tmp_path: Path
     w.cycle()
     assert edited
     assert w.tracker.issue_json(key)["assignee"]["display"] == "bob" or w.store.open_conflicts()
+
+
+def test_a_newer_note_never_replaces_an_older_unsettled_one() -> None:
+    """Found by the long profile: a path cut by a crash after its first step is judged next
+    cycle (the bridge's own step), which then notes its own walk and crashes before its commit;
+    the newer note had replaced the older one, so the step taken first looked like a person's
+    edit: a false conflict.  One note per attempt keeps both until a commit settles them."""
+    machine = BridgeMachine()
+    try:
+        machine.seed(conflict="manual")
+        machine._person_step("sentry_status", i=0, move="ignored")
+        machine.crash_and_restart(41)
+        machine._person_step("concurrent_edit", i=0, kind="tag", skip=0, value=0, who=None)
+        machine.crash_and_restart(37)
+        machine.cycle()  # checks that every open conflict is a real one
+    finally:
+        machine.teardown()

@@ -47,7 +47,7 @@ def test_schema_is_migrated_once_and_wal_is_on(tmp_path: Path) -> None:
     again = Store.open(tmp_path / "s.db")
     names = [r["name"] for r in again.db.query("SELECT name FROM _sqlite_migrations")]
     assert names == ["m001_initial", "m002_backlinks", "m003_tracker_cache", "m004_outcomes",
-                     "m005_intent_backoff"]
+                     "m005_intent_backoff", "m006_one_note_per_attempt"]
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -160,14 +160,14 @@ def test_pending_writes_are_noted_from_another_thread_and_replaced_by_the_commit
     assert store.link_states(["1"])["1"].pending == (_pending(("inProgress",)),)
     # The commit keeps only what is still unknown after the run.
     follow = Pending(Attempt(AddFollowers(frozenset({"bob"}), "bookmark"), Pair(frozenset(), frozenset()), None))
-    store.commit_run(run(pending={"AddFollowers": follow}))
+    store.commit_run(run(pending={follow.key: follow}))
     assert store.link_states(["1"])["1"].pending == (follow,)
     store.commit_run(run())
     assert store.pending_links() == set()
 
 
 def test_an_unreadable_pending_note_is_skipped_with_a_warning(store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    store.db.execute("INSERT INTO pending_writes VALUES ('1', 'WriteTrackerStatus', '{\"nope\": 1}', 'now')")
+    store.db.execute("INSERT INTO pending_writes VALUES ('1', 'a1', 'WriteTrackerStatus', '{\"nope\": 1}', 'now')")
     assert store.link_states(["1"])["1"].pending == ()
     assert "unreadable pending write" in caplog.text
 
@@ -207,3 +207,16 @@ def test_an_intent_remembers_every_follower_any_attempt_asked_for(store: Store) 
     from bridge.store import intent_followers
 
     assert intent_followers(store.intents("pending")[0]) == {"bob", "carol"}
+
+
+def test_each_attempt_keeps_its_own_note_until_the_commit(store: Store) -> None:
+    older, newer = _pending(("inProgress",)), _pending(("resolved",))
+    older = Pending(Attempt(older.attempt.action, older.attempt.planned, older.attempt.baseline, 3, "t1", "a"),
+                    older.reached)
+    newer = Pending(Attempt(newer.attempt.action, newer.attempt.planned, newer.attempt.baseline, 4, "t2", "b"),
+                    newer.reached)
+    store.pending_log.note("1", older)
+    store.pending_log.note("1", newer)  # the same kind of write, a newer attempt
+    assert store.link_states(["1"])["1"].pending == (older, newer)
+    store.commit_run(run())
+    assert store.link_states(["1"])["1"].pending == ()

@@ -42,7 +42,7 @@ class LinkRun:
     journal: list[JournalEntry] = field(default_factory=list)
     conflicts: dict[Field, Pair] = field(default_factory=dict)  # recorded now
     settled: set[Field] = field(default_factory=set)  # fields whose open conflict is over
-    pending: dict[str, Pending] = field(default_factory=dict)  # write kind -> still unknown
+    pending: dict[str, Pending] = field(default_factory=dict)  # a write of this run still unknown, by note key
     writes_sentry: int = 0
     writes_tracker: int = 0
     error: str | None = None
@@ -82,11 +82,10 @@ class LinkRun:
         self.owned_added = (self.owned_added | settlement.owned_added) - settlement.owned_removed
         self.owned_removed = (self.owned_removed | settlement.owned_removed) - settlement.owned_added
         self.journal.append(settlement.entry)
-        kind = settlement.entry.action
         if settlement.pending is not None:
-            self.pending[kind] = settlement.pending
-        else:
-            self.pending.pop(kind, None)
+            self.pending[settlement.pending.key] = settlement.pending
+        elif settlement.attempt is not None:
+            self.pending.pop(settlement.attempt.id, None)
         if settlement.wrote:
             self.settled.add(name)
 
@@ -111,5 +110,5 @@ class LinkRun:
             "error": self.error,
             "conflicts": sorted(self.conflicts),
             "unmapped": self.unmapped,
-            "pending": sorted(self.pending),
+            "pending": sorted(p.kind for p in self.pending.values()),
         }

@@ -105,6 +105,7 @@ class Attempt:
     baseline: Pair | None
     version: int | None = None
     at: str = ""
+    id: str = ""  # one per attempt: a newer write's note never replaces an older unsettled one
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,11 @@ class Pending:
     def kind(self) -> str:
         return type(self.attempt.action).__name__
 
+    @property
+    def key(self) -> str:
+        """Which note this is among a link's notes (the attempt's id; its kind for old notes)."""
+        return self.attempt.id or self.kind
+
 
 @dataclass(frozen=True)
 class Settlement:
@@ -136,6 +142,7 @@ class Settlement:
     then: Then
     wrote: bool  # a change of ours took effect on a server (write counts, the flap guard)
     pending: Pending | None = None  # still unknown: judged again next cycle
+    attempt: Attempt | None = None  # the write this settles
 
 
 OUTCOME_TEXT = {
@@ -175,7 +182,7 @@ def settle(attempt: Attempt, observed: Observation, reached: tuple[str, ...] = (
     entry = JournalEntry(action.side, action.field, type(action).__name__, _target_text(action),
                          OUTCOME_TEXT[seen], observed.detail or action.reason)
     pending = Pending(attempt, reached) if seen is Seen.UNKNOWN else None
-    return Settlement(action.field, baseline, added, removed, entry, THEN_OF[seen], wrote, pending)
+    return Settlement(action.field, baseline, added, removed, entry, THEN_OF[seen], wrote, pending, attempt)
 
 
 def observe_later(pending: Pending, now: Pair, history: tuple[Value, ...] | None = None) -> Observation:
@@ -298,7 +305,8 @@ def pending_to_json(pending: Pending) -> str:
         body.update(user_id=action.user_id, email=action.email)
     attempt = pending.attempt
     return json.dumps({"action": body, "planned": _pair_json(attempt.planned), "baseline": _pair_json(attempt.baseline),
-                       "version": attempt.version, "at": attempt.at, "reached": list(pending.reached)})
+                       "version": attempt.version, "at": attempt.at, "id": attempt.id,
+                       "reached": list(pending.reached)})
 
 
 def pending_from_json(raw: str) -> Pending:
@@ -326,7 +334,7 @@ def pending_from_json(raw: str) -> Pending:
             raise ValueError("a pending write without the pair it was planned from")
         version = data.get("version")
         attempt = Attempt(action, planned, _pair_of(data["baseline"]), int(version) if version is not None else None,
-                          str(data.get("at") or ""))
+                          str(data.get("at") or ""), str(data.get("id") or ""))
         return Pending(attempt, tuple(data["reached"]))
     except (KeyError, TypeError, IndexError, ValueError) as exc:
         raise ValueError(f"not a pending write: {exc}") from None

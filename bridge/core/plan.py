@@ -78,8 +78,8 @@ class LinkState:
     owned: frozenset[str] = frozenset()
     open_conflicts: frozenset[str] = frozenset()
     pending: tuple[Pending, ...] = ()
-    # Per pending write (by kind): what the bridge's own account did to its field since, from the
-    # issue's history, when that was looked up (see `outcomes.observe_later`).
+    # Per pending write (by its note key): what the bridge's own account did to its field since,
+    # from the history, when that was looked up (see `outcomes.observe_later`).
     history: Mapping[str, tuple[Value, ...]] = field(default_factory=dict)
 
 
@@ -112,7 +112,7 @@ def plan_link(
     for item in pending:
         # An earlier write's answer was lost (or the process stopped): what the side shows now
         # tells whether it landed; the bridge's own doing is never taken for a person's edit.
-        seen = observe_later(item, now.get(item.field), (history or {}).get(item.kind))
+        seen = observe_later(item, now.get(item.field), (history or {}).get(item.key))
         settled = settle(item.attempt, seen)
         actions.append(Reconcile(item.field, settled, settled.entry.detail))
         if settled.baseline is not None:

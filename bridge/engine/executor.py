@@ -11,6 +11,7 @@ a shape nobody expected) stays with that link: it is recorded and the cycle goes
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -152,7 +153,8 @@ class Executor:
         """Send one write, observe it, settle it."""
         version = run.tracker.get("version") if action.side == "tracker" else None
         attempt = Attempt(action, planned_from.get(action.field), run.base(action.field),
-                          int(version) if isinstance(version, int) else None, self._clock().isoformat())
+                          int(version) if isinstance(version, int) else None, self._clock().isoformat(),
+                          uuid.uuid4().hex)
         self._note(run.sentry_id, Pending(attempt))
         reached: tuple[str, ...] = ()
         try:
