@@ -206,6 +206,27 @@ class StatusMapping(BaseModel):
     to_sentry: dict[NonEmpty, SentryWritableState] = Field(default_factory=_default_to_sentry)
 
 
+SentryPriority = Literal["low", "medium", "high"]
+
+
+def _default_priority_to_tracker() -> dict[SentryPriority, str]:
+    return {"high": "critical", "medium": "normal", "low": "minor"}
+
+
+def _default_priority_to_sentry() -> dict[str, SentryPriority]:
+    return {"blocker": "high", "critical": "high", "normal": "medium", "minor": "low", "trivial": "low"}
+
+
+class PriorityMapping(BaseModel):
+    """Sentry priority (`low`, `medium`, `high`) -> Tracker priority key, and back.  Many-to-one
+    is fine (`blocker` and `critical` both -> `high`), as for statuses."""
+
+    model_config = _MODEL_CONFIG
+
+    to_tracker: dict[SentryPriority, NonEmpty] = Field(default_factory=_default_priority_to_tracker)
+    to_sentry: dict[NonEmpty, SentryPriority] = Field(default_factory=_default_priority_to_sentry)
+
+
 class MappingSettings(BaseModel):
     """How values translate between the two sides.
 
@@ -217,6 +238,7 @@ class MappingSettings(BaseModel):
     model_config = _MODEL_CONFIG
 
     status: StatusMapping = Field(default_factory=StatusMapping)
+    priority: PriorityMapping = Field(default_factory=PriorityMapping)
     users: dict[str, NonEmpty] = Field(default_factory=dict)
 
     @field_validator("users", mode="before")
@@ -330,6 +352,7 @@ class FieldsSettings(BaseModel):
     status: FieldDirection = "both"
     assignee: FieldDirection = "both"
     followers: FieldDirection = "to_tracker"
+    priority: FieldDirection = "off"
 
     @field_validator("followers")
     @classmethod
@@ -510,22 +533,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_cross_section(self) -> Settings:
         problems: list[tuple[Loc, str]] = []
-        direction = self.sync.fields.status
-        table = self.mapping.status
-        if direction in ("both", "to_tracker") and not table.to_tracker:
-            problems.append(
-                (
-                    ("mapping", "status", "to_tracker"),
-                    f'empty, but sync.fields.status = "{direction}" writes Sentry states to Tracker',
-                )
-            )
-        if direction in ("both", "to_sentry") and not table.to_sentry:
-            problems.append(
-                (
-                    ("mapping", "status", "to_sentry"),
-                    f'empty, but sync.fields.status = "{direction}" writes Tracker statuses to Sentry',
-                )
-            )
+        for name, direction in self.sync.fields.model_dump().items():
+            table = getattr(self.mapping, name, None)
+            if not isinstance(table, BaseModel):
+                continue  # a field without value tables (people map through mapping.users)
+            for key, to, what in (("to_tracker", "to_tracker", f"Sentry {name} values to Tracker"),
+                                  ("to_sentry", "to_sentry", f"Tracker {name} values to Sentry")):
+                if direction in ("both", to) and not getattr(table, key):
+                    problems.append((("mapping", name, key), f'empty, but sync.fields.{name} = "{direction}" writes '
+                                                             f"{what}"))
         if self.sentry.projects:
             for project in self.create.routes:
                 if project not in self.sentry.projects:

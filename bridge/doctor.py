@@ -26,6 +26,7 @@ from urllib.parse import quote
 from bridge.clients.sentry import SentryClient, next_cursor
 from bridge.clients.tracker import TrackerClient
 from bridge.config import SENTRY_STATES, Settings, StatusMapping
+from bridge.core.fields import FIELDS
 from bridge.core.mapping import build_user_map, sentry_state_satisfies, status_to_sentry, status_to_tracker
 from bridge.core.workflow import Transition, parse_transitions, shortest_path
 from bridge.errors import AuthError, NotFoundError, RemoteError
@@ -508,7 +509,30 @@ class Doctor:
         self.check_workflow(graphs, samples, errors, status_types)
         allowed = allowed_resolutions(queue.value)
         self.check_resolutions(status_types, [str(r["key"]) for r in resolutions.value], allowed)
+        self.check_catalogs()
         return self.tracker_users is not None
+
+    def check_catalogs(self) -> None:
+        """Every Tracker value a synced field's tables name exists in the field's catalog."""
+        for spec in FIELDS:
+            if spec.tracker_catalog is None or self.settings.sync.fields.model_dump().get(spec.name, "off") == "off":
+                continue
+            name = f"tracker: {spec.tracker_catalog}"
+            found = probe(partial(self.tracker.catalog, spec.tracker_catalog))
+            if not found.ok:
+                self.add(name, "fail", found.why(), "retry; reference data should always be readable")
+                continue
+            known = sorted(str(item["key"]) for item in found.value)
+            named = spec.tracker_values(self.settings.mapping)
+            unknown = [where for where, value in named if value not in known]
+            if unknown:
+                self.add(name, "fail", f"{len(unknown)} value(s) of [mapping.{spec.name}] not in "
+                                       f"/v2/{spec.tracker_catalog}", f"use the keys Tracker has: {listed(known)}",
+                         [f"{where}: no such {spec.tracker_word} in Tracker" for where in unknown]
+                         + [f"Tracker has: {', '.join(known)}"])
+            else:
+                self.add(name, "pass", f"all {len({v for _, v in named})} {spec.tracker_word} key(s) named in "
+                                       f"[mapping.{spec.name}] exist")
 
     def check_route_queues(self, main_queue: str) -> None:
         """Queues that `[create.routes]` sends new issues to must exist too."""

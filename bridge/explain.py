@@ -24,7 +24,6 @@ from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings
 from bridge.core.actions import (
-    WRITE_KINDS,
     Action,
     Adopt,
     Hold,
@@ -33,24 +32,13 @@ from bridge.core.actions import (
     ReportUnmapped,
     describe,
     is_write,
+    is_write_kind,
 )
+from bridge.core.fields import FIELDS, FieldSpec, snapshot, spec_of
 from bridge.core.linkrun import Link
-from bridge.core.mapping import (
-    UserMap,
-    assignee_in_step,
-    base_state,
-    build_user_map,
-    outside_search_window,
-    sentry_assignee,
-    sentry_state,
-    snapshot,
-    status_in_step,
-    tracker_assignee,
-    tracker_followers,
-    tracker_status,
-)
+from bridge.core.mapping import UserMap, build_user_map, outside_search_window
 from bridge.core.plan import LinkState, Policy, plan_for
-from bridge.core.values import FIELDS, Field, Pair, scalar, shown, text
+from bridge.core.values import Field, Pair, shown, text
 from bridge.errors import RemoteError
 from bridge.history import TrackerHistory
 from bridge.store import Store
@@ -92,55 +80,19 @@ class FieldDecision:
         }
 
 
-def status_rows(pair: Pair, policy: Policy) -> list[str]:
-    """The mapping rows that apply to this pair of statuses, or the lack of them."""
-    table = policy.status_table
-    rows: list[str] = []
-    state = pair.sentry if isinstance(pair.sentry, str) else None
-    if state is not None:
-        key = state if state in table.to_tracker else base_state(state)
-        target = table.to_tracker.get(key)
-        rows.append(f"to_tracker[{key!r}] = {target.status}" + (f"/{target.resolution}" if target.resolution else "")
-                    if target else f"no to_tracker row for {state!r}")
-    status = pair.tracker if isinstance(pair.tracker, str) else None
-    if status is not None:
-        wanted = table.to_sentry.get(status)
-        rows.append(f"to_sentry[{status!r}] = {wanted}" if wanted else f"no to_sentry row for {status!r}")
+def mapping_rows(spec: FieldSpec, pair: Pair, state: LinkState, policy: Policy, users: UserMap) -> list[str]:
+    """The mapping rows (or user matches) that apply to this pair, or the lack of them."""
+    rows = spec.rows(pair, policy.lookup(users))
+    if spec.set_valued:
+        rows.append(f"followers the bridge added (and may remove): {text(state.owned)}")
     return rows
 
 
-def assignee_rows(pair: Pair, users: UserMap, overrides: Mapping[str, str]) -> list[str]:
-    rows: list[str] = []
-    email = pair.sentry if isinstance(pair.sentry, str) else None
-    if email is not None:
-        login = users.login_for(email)
-        how = "[mapping.users]" if email.lower() in overrides else "same e-mail"
-        rows.append(f"{email} -> {login} ({how})" if login else f"{email} -> no Tracker user")
-    login_now = pair.tracker if isinstance(pair.tracker, str) else None
-    if login_now is not None:
-        person = users.person_for(login_now)
-        rows.append(f"{login_now} -> {person.email}" if person else f"{login_now} -> no Sentry member")
-    return rows
-
-
-def follower_rows(pair: Pair, owned: frozenset[str], users: UserMap) -> list[str]:
-    rows: list[str] = []
-    if isinstance(pair.sentry, frozenset):
-        rows += [f"bookmark {e} -> {users.login_for(e) or 'no Tracker user'}" for e in sorted(pair.sentry)]
-    rows.append(f"followers the bridge added (and may remove): {text(owned)}")
-    return rows
-
-
-def decide_field(name: Field, now: Pair, actions: list[Action], policy: Policy, users: UserMap,
+def decide_field(spec: FieldSpec, now: Pair, actions: list[Action], policy: Policy, users: UserMap,
                  ) -> tuple[str, str, bool | None]:
     """(decision, why, in step) for one field: the decision names the kinds of actions the
     planner returned for it, the why is their reasons (never worked out again here)."""
-    in_step: bool | None = None
-    state, status = scalar(now.sentry), scalar(now.tracker)
-    if name == "status" and state is not None and status is not None:
-        in_step = status_in_step(state, status, policy.status_table)
-    elif name == "assignee":
-        in_step = assignee_in_step(state, status, users)
+    in_step = None if spec.set_valued else spec.in_step(now, policy.lookup(users))
     kinds = {type(a) for a in actions}
     writes = [describe(a) for a in actions if is_write(a)]
     if writes:
@@ -175,7 +127,7 @@ class Explanation:
 
     @property
     def planned_writes(self) -> int:
-        return sum(1 for f in self.fields for a in f.actions if a["action"] in WRITE_KINDS)
+        return sum(1 for f in self.fields for a in f.actions if is_write_kind(a["action"]))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -225,31 +177,27 @@ def bookmarks_of(
     return frozenset(found), ""
 
 
-def sentry_summary(issue: Mapping[str, Any], marks: frozenset[str] | None, why: str) -> dict[str, Any]:
-    return {
-        "id": str(issue.get("id")),
-        "short_id": issue.get("shortId"),
-        "title": issue.get("title"),
-        "state": sentry_state(issue),
-        "assignee": sentry_assignee(issue),
-        "bookmarks": shown(marks) if marks is not None else None,
-        "bookmarks_unknown": why or None,
-        "last_seen": issue.get("lastSeen"),
-        "permalink": issue.get("permalink"),
-    }
+def sentry_summary(issue: Mapping[str, Any], marks: frozenset[str] | None, why: str,
+                   policy: Policy) -> dict[str, Any]:
+    """The Sentry issue as `explain` shows it: each field that flows, under its Sentry word."""
+    summary: dict[str, Any] = {"id": str(issue.get("id")), "short_id": issue.get("shortId"),
+                               "title": issue.get("title")}
+    for spec in FIELDS:
+        if spec.set_valued:
+            summary[spec.sentry_word] = shown(marks) if marks is not None else None
+            summary[f"{spec.sentry_word}_unknown"] = why or None
+        else:
+            summary[spec.sentry_word] = spec.read_sentry(issue)
+    return {**summary, "last_seen": issue.get("lastSeen"), "permalink": issue.get("permalink")}
 
 
-def tracker_summary(issue: Mapping[str, Any], users: UserMap) -> dict[str, Any]:
-    return {
-        "key": issue.get("key"),
-        "summary": issue.get("summary"),
-        "status": tracker_status(issue),
-        "resolution": (issue.get("resolution") or {}).get("key"),
-        "assignee": tracker_assignee(issue, users),
-        "followers": sorted(tracker_followers(issue, users)),
-        "version": issue.get("version"),
-        "updated_at": issue.get("updatedAt"),
-    }
+def tracker_summary(issue: Mapping[str, Any], users: UserMap, policy: Policy) -> dict[str, Any]:
+    """The Tracker issue as `explain` shows it: each field that flows, under its Tracker word."""
+    summary: dict[str, Any] = {"key": issue.get("key"), "summary": issue.get("summary")}
+    for spec in FIELDS:
+        summary[spec.tracker_word] = shown(spec.read_tracker(issue, users))
+    return {**summary, "resolution": (issue.get("resolution") or {}).get("key"), "version": issue.get("version"),
+            "updated_at": issue.get("updatedAt")}
 
 
 def explain_link(
@@ -288,20 +236,21 @@ def explain_link(
     if s_issue is None or t_issue is None:
         return result
     marks: frozenset[str] | None = None
-    why = "sync.fields.followers = off"
-    if policy.allows("followers", "tracker"):
+    why = "no field that flows reads bookmarks (sync.fields)"
+    if policy.needs_bookmarks:
         marks, why = bookmarks_of(sentry, s_issue, users, clock())
-    result.sentry = sentry_summary(s_issue, marks, why)
-    result.tracker = tracker_summary(t_issue, users)
+    result.sentry = sentry_summary(s_issue, marks, why, policy)
+    result.tracker = tracker_summary(t_issue, users, policy)
     if state.pending:  # as the engine does: a pending write's issue history may decide it
         state = TrackerHistory(tracker, settings.sync.overlap_seconds).with_history(state, t_issue, users)
     now = snapshot(s_issue, t_issue, marks, users)
     # The same planner with the same inputs as the engine's next cycle.
     actions = plan_for(state, now, users, policy)
-    for name in FIELDS:
-        decision = _field_decision(name, [a for a in actions if a.field == name], now.get(name), state, policy,
-                                   users, settings.mapping.users)
-        if name == "followers" and marks is None and why and policy.allows("followers", "tracker"):
+    for spec in FIELDS:
+        name = spec.name
+        decision = _field_decision(spec, [a for a in actions if a.field == name], now.get(name), state, policy,
+                                   users)
+        if spec.set_valued and marks is None and why and policy.allows(name, "tracker"):
             decision = replace(decision, why=f"{decision.why} ({why})")  # what the read found
         result.fields.append(replace(decision, baseline_at=stored[name][1] if name in stored else None))
     return result
@@ -323,15 +272,11 @@ def _both_issues(result: Explanation, sentry: SentryClient, tracker: TrackerClie
     return s_issue, t_issue
 
 
-def _field_decision(name: Field, mine: list[Action], pair: Pair, state: LinkState, policy: Policy, users: UserMap,
-                    overrides: Mapping[str, str]) -> FieldDecision:
-    if name == "status":
-        rows = status_rows(pair, policy)
-    elif name == "assignee":
-        rows = assignee_rows(pair, users, overrides)
-    else:
-        rows = follower_rows(pair, state.owned, users)
-    decision, reason, in_step = decide_field(name, pair, mine, policy, users)
+def _field_decision(spec: FieldSpec, mine: list[Action], pair: Pair, state: LinkState, policy: Policy,
+                    users: UserMap) -> FieldDecision:
+    name = spec.name
+    rows = mapping_rows(spec, pair, state, policy, users)
+    decision, reason, in_step = decide_field(spec, pair, mine, policy, users)
     return FieldDecision(
         field=name,
         direction=policy.directions.get(name, "off"),
@@ -355,28 +300,28 @@ def explanation_lines(x: Explanation) -> list[str]:
     d = x.policy["directions"]
     lines = [
         f"link {link.sentry_id} <-> {link.tracker_key} ({link.origin}, since {link.created_at})",
-        f"policy: status {d.get('status')}, assignee {d.get('assignee')}, followers {d.get('followers')}; "
+        f"policy: {', '.join(f'{spec.name} {d.get(spec.name)}' for spec in FIELDS)}; "
         f"both changed -> sync.conflict = {x.policy['conflict']}; new links: {x.policy['link_source']} is the source",
     ]
     for error in x.errors:
         lines.append(f"cannot read: {error}")
     if x.sentry:
         s = x.sentry
-        marks = "unknown (" + str(s["bookmarks_unknown"]) + ")" if s["bookmarks"] is None else \
-            (", ".join(s["bookmarks"]) or "-")
         lines += ["", f"sentry  {s['id']}  {s.get('short_id') or ''}  {s.get('title') or ''}".rstrip(),
-                  f"  state {s['state']}   assignee {s['assignee'] or '-'}   bookmarks {marks}"]
+                  "  " + "   ".join(_shown_value(s, spec.sentry_word, spec.set_valued) for spec in FIELDS)]
     if x.tracker:
         t = x.tracker
-        state = t["status"] + (f"/{t['resolution']}" if t.get("resolution") else "")
+        resolution = f"/{t['resolution']}" if t.get("resolution") else ""  # a workflow field closes with one
+        values = [_shown_value(t, spec.tracker_word, spec.set_valued) + (resolution if spec.walks else "")
+                  for spec in FIELDS]
         lines += [f"tracker {t['key']}  {t.get('summary') or ''}".rstrip(),
-                  f"  status {state}   assignee {t['assignee'] or '-'}   followers "
-                  f"{', '.join(t['followers']) or '-'}   version {t['version']}"]
+                  "  " + "   ".join(values) + f"   version {t['version']}"]
     for f in x.fields:
         lines.append("")
         lines.append(f"{f.field} [{f.direction}]")
         if f.baseline is None:
-            lines.append("  baseline  none yet" + (" (no bookmark seen)" if f.field == "followers" else " (new link)"))
+            first = " (no bookmark seen)" if spec_of(f.field).set_valued else " (new link)"
+            lines.append("  baseline  none yet" + first)
         else:
             lines.append(f"  baseline  sentry={text(f.baseline.sentry)}  tracker={text(f.baseline.tracker)}"
                          f"   ({f.baseline_at})")
@@ -416,6 +361,15 @@ def explanation_lines(x: Explanation) -> list[str]:
         lines.append(f"  {j['at']}  {j['field']:<9} {j['side']:<7} {j['action']} {j['value'] or ''} -> "
                      f"{j['outcome']}" + (f"  ({j['detail']})" if j.get("detail") else ""))
     return lines
+
+
+def _shown_value(summary: Mapping[str, Any], word: str, set_valued: bool) -> str:
+    value = summary.get(word)
+    if set_valued and value is None and summary.get(f"{word}_unknown"):
+        return f"{word} unknown ({summary[f'{word}_unknown']})"
+    if isinstance(value, list):
+        return f"{word} {', '.join(value) or '-'}"
+    return f"{word} {value or '-'}"
 
 
 # -- the demo's last word ----------------------------------------------------------------------

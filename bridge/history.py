@@ -14,24 +14,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from bridge.clients.tracker import TrackerClient
-from bridge.core.actions import AddFollowers, RemoveFollowers, WriteTrackerStatus
-from bridge.core.mapping import UserMap, tracker_login
+from bridge.core.actions import AddFollowers, RemoveFollowers
+from bridge.core.fields import FieldSpec, spec_of
+from bridge.core.mapping import UserMap
 from bridge.core.outcomes import Pending
 from bridge.core.plan import LinkState
 from bridge.core.values import Value, parse_time
 from bridge.errors import RemoteError
 
 log = logging.getLogger("bridge.history")
-
-# The changelog's field ids of the fields the bridge writes on Tracker.
-FIELD_IDS = {"status": "status", "assignee": "assignee", "followers": "followers"}
-
 
 class TrackerHistory:
     def __init__(self, tracker: TrackerClient, overlap_seconds: float) -> None:
@@ -73,17 +70,17 @@ class TrackerHistory:
         ours = self._account()
         if not ours:
             return None
-        field = FIELD_IDS[pending.field]
+        spec = spec_of(pending.field)
         try:
-            entries = list(self.tracker.changelog(key, fields=[field]))
+            entries = list(self.tracker.changelog(key, fields=list(spec.tracker_keys)))
         except RemoteError as exc:
             log.warning("cannot read the history of %s (%s): its pending write is judged by value", key,
                         exc.describe(), extra={"event": "history.unknown"})
             return None
-        return _since_the_write(entries, field, pending, ours, users, self.overlap)
+        return _since_the_write(entries, spec, pending, ours, users, self.overlap)
 
 
-def _since_the_write(entries: list[dict[str, Any]], field: str, pending: Pending, ours: frozenset[str],
+def _since_the_write(entries: list[dict[str, Any]], spec: FieldSpec, pending: Pending, ours: frozenset[str],
                      users: UserMap, overlap: timedelta) -> tuple[Value, ...]:
     """The effects of the bridge's own changes to `field` that can be the pending write's: made
     after it began (less the clock-skew allowance), and after the last change, by anyone, that
@@ -93,41 +90,34 @@ def _since_the_write(entries: list[dict[str, Any]], field: str, pending: Pending
     planned = pending.attempt.planned.side("tracker")
     changes: list[tuple[dict[str, Any], Mapping[str, Any]]] = [
         (entry, change) for entry in entries for change in entry.get("fields") or []
-        if isinstance(change, Mapping) and (change.get("field") or {}).get("id") == field]
+        if isinstance(change, Mapping) and (change.get("field") or {}).get("id") in spec.tracker_keys]
     start = 0
     for index, (entry, change) in enumerate(changes):
         at = parse_time(entry.get("updatedAt"))
-        if began is not None and at is not None and at <= began and _value_after(field, change, users) == planned:
+        if began is not None and at is not None and at <= began and _value_after(spec, change, users) == planned:
             start = index + 1
     done: list[Value] = []
     for entry, change in changes[start:]:
         who = str((entry.get("updatedBy") or {}).get("id") or "")
         at = parse_time(entry.get("updatedAt"))
         if who in ours and (began is None or at is None or at >= began - overlap):
-            done.append(_effect(pending, change.get("from"), change.get("to"), users))
+            done.append(_effect(spec, pending, change, users))
     return tuple(done)
 
 
-def _value_after(field: str, change: Mapping[str, Any], users: UserMap) -> Value:
-    after = change.get("to")
-    if field == "status":
-        return str(after.get("key")) if isinstance(after, Mapping) else None
-    if field == "followers":
-        return _logins(after, users)
-    return tracker_login(after, users)
+def _value_after(spec: FieldSpec, change: Mapping[str, Any], users: UserMap) -> Value:
+    """The field's value after one changelog change, read as the field reads an issue."""
+    return spec.read_tracker({key: change.get("to") for key in spec.tracker_keys}, users)
 
 
-def _effect(pending: Pending, before: Any, after: Any, users: UserMap) -> Value:
-    """What one changelog change did, in the terms of the pending write's field."""
+def _effect(spec: FieldSpec, pending: Pending, change: Mapping[str, Any], users: UserMap) -> Value:
+    """What one changelog change did, in the terms of the pending write: the value it left, or
+    for a followers write the logins it added or removed."""
+    after = _value_after(spec, change, users)
     action = pending.attempt.action
-    if isinstance(action, WriteTrackerStatus):
-        return str(after.get("key")) if isinstance(after, Mapping) else None
     if isinstance(action, (AddFollowers, RemoveFollowers)):
-        old, new = _logins(before, users), _logins(after, users)
+        before = spec.read_tracker({key: change.get("from") for key in spec.tracker_keys}, users)
+        old = before if isinstance(before, frozenset) else frozenset()
+        new = after if isinstance(after, frozenset) else frozenset()
         return new - old if isinstance(action, AddFollowers) else old - new
-    return tracker_login(after, users)
-
-
-def _logins(refs: Any, users: UserMap) -> frozenset[str]:
-    items: Iterable[Any] = refs if isinstance(refs, list) else []
-    return frozenset(login for login in (tracker_login(ref, users) for ref in items) if login)
+    return after

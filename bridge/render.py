@@ -18,7 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from bridge.core.actions import Action, changes, describe
+from bridge.core.actions import Action, changes, describe, kind_of
+from bridge.core.fields import FIELDS
 from bridge.core.linkrun import LinkRun
 from bridge.core.report import CycleReport
 from bridge.core.values import text
@@ -27,19 +28,28 @@ if TYPE_CHECKING:
     from bridge.cli import Context
     from bridge.doctor import DoctorReport
 
-# Action kind -> (table title, order): writes first, then what needs a person, then the quiet ones.
-GROUPS: dict[str, tuple[str, int]] = {
-    "WriteTrackerStatus": ("Tracker: move status", 1),
-    "WriteTrackerAssignee": ("Tracker: set assignee", 2),
-    "AddFollowers": ("Tracker: add followers", 3),
-    "RemoveFollowers": ("Tracker: remove followers", 4),
-    "WriteSentryStatus": ("Sentry: set status", 5),
-    "WriteSentryAssignee": ("Sentry: set assignee", 6),
-    "RecordConflict": ("Conflicts (recorded, nothing written)", 7),
-    "ReportUnmapped": ("Not synced: no counterpart", 8),
-    "Adopt": ("In step: baseline moves, no write", 9),
-    "Reconcile": ("Earlier writes judged: baseline moves, no write", 10),
-}
+def _groups() -> dict[str, tuple[str, int]]:
+    """Action kind -> (table title, order): writes first (Tracker, then Sentry, field by field),
+    then what needs a person, then the quiet ones."""
+    tracker: list[tuple[str, str]] = []
+    for spec in FIELDS:
+        if spec.set_valued:
+            word = spec.tracker_word
+            tracker += [("AddFollowers", f"add {word}"), ("RemoveFollowers", f"remove {word}")]
+        else:
+            tracker.append((f"WriteTracker{spec.name.title()}",
+                            f"{'move' if spec.walks else 'set'} {spec.tracker_word}"))
+    sentry = [(f"WriteSentry{spec.name.title()}", f"set {spec.name}") for spec in FIELDS if spec.sentry_body]
+    titles = [(kind, f"Tracker: {what}") for kind, what in tracker]
+    titles += [(kind, f"Sentry: {what}") for kind, what in sentry]
+    titles += [("RecordConflict", "Conflicts (recorded, nothing written)"),
+               ("ReportUnmapped", "Not synced: no counterpart"),
+               ("Adopt", "In step: baseline moves, no write"),
+               ("Reconcile", "Earlier writes judged: baseline moves, no write")]
+    return {kind: (title, order) for order, (kind, title) in enumerate(titles, start=1)}
+
+
+GROUPS = _groups()
 ROWS_SHOWN = 50  # per table; the rest is counted (every row is in --json)
 LEVEL_STYLE = {"pass": ("PASS", "green"), "warn": ("WARN", "yellow"), "fail": ("FAIL", "bold red")}
 
@@ -120,7 +130,7 @@ def grouped_actions(report: CycleReport) -> list[tuple[str, list[tuple[LinkRun, 
     groups: dict[str, list[tuple[LinkRun, Action]]] = {}
     for outcome in report.outcomes:
         for action in changes(outcome.actions):
-            groups.setdefault(type(action).__name__, []).append((outcome, action))
+            groups.setdefault(kind_of(action), []).append((outcome, action))
     return sorted(groups.items(), key=lambda kv: GROUPS.get(kv[0], (kv[0], 99))[1])
 
 
@@ -184,7 +194,7 @@ def summary_items(report: CycleReport) -> list[tuple[str, str]]:
     s = report.summary()
     requests = s.get("requests") or {}
     # Counted from the plan itself, so a dry run reports them the same way as a real run.
-    kinds = [type(a).__name__ for o in report.outcomes for a in o.actions]
+    kinds = [kind_of(a) for o in report.outcomes for a in o.actions]
     s["conflicts"] = max(int(s.get("conflicts") or 0), kinds.count("RecordConflict"))
     s["unmapped"] = max(int(s.get("unmapped") or 0), kinds.count("ReportUnmapped"))
     items = [

@@ -23,18 +23,11 @@ from typing import IO, Any, cast
 
 import sqlite_utils
 
+from bridge.core.fields import tracker_kept
 from bridge.core.linkrun import Link, LinkRun
-from bridge.core.outcomes import (
-    WROTE_OUTCOMES,
-    JournalEntry,
-    Pending,
-    decode_value,
-    encode_value,
-    pending_from_json,
-    pending_to_json,
-)
+from bridge.core.outcomes import WROTE_OUTCOMES, JournalEntry, Pending, pending_from_json, pending_to_json
 from bridge.core.plan import LinkState
-from bridge.core.values import Field, Pair, Value, shown
+from bridge.core.values import Field, Pair, Value, decode_value, encode_value, shown
 from bridge.errors import LockHeldError
 
 SCHEMA = sqlite_utils.Migrations("sentry-tracker-bridge")
@@ -202,7 +195,8 @@ def m006_one_note_per_attempt(db: sqlite_utils.Database) -> None:
 
 
 # What an incremental cycle needs of a Tracker issue (mapping.tracker_* and the workflow).
-CACHED_TRACKER_FIELDS = ("key", "version", "status", "assignee", "followers", "queue", "type", "updatedAt", "aliases")
+# The synced fields' keys come from their declarations.
+CACHED_TRACKER_FIELDS = ("key", "version", *tracker_kept(), "queue", "type", "updatedAt", "aliases")
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -846,7 +840,7 @@ def slim_tracker(issue: Mapping[str, Any]) -> dict[str, Any]:
         value = issue.get(name)
         if isinstance(value, Mapping):
             value = {k: value[k] for k in ("key", "id") if k in value}
-        elif name == "followers" and isinstance(value, list):
+        elif isinstance(value, list):  # a list of references (followers): their ids
             value = [{"id": ref.get("id")} for ref in value if isinstance(ref, Mapping)]
         if name in issue:
             slim[name] = value

@@ -5,21 +5,20 @@ written again)."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.config import StatusMapping, TrackerTarget
+from bridge.config import MappingSettings, StatusMapping
 from bridge.core.actions import (
     AddFollowers,
     Reconcile,
-    RecordConflict,
     RemoveFollowers,
-    WriteSentryAssignee,
-    WriteSentryStatus,
-    WriteTrackerAssignee,
-    WriteTrackerStatus,
+    WriteSentry,
+    WriteTracker,
     changes,
     is_write,
+    kind_of,
 )
 from bridge.core.mapping import build_user_map, status_to_tracker
 from bridge.core.outcomes import (
@@ -43,7 +42,7 @@ USERS = build_user_map(
     [{"uid": 12, "login": "bob", "email": "bob@example.com"}],
     {},
 )
-CLOSE = WriteTrackerStatus(TrackerTarget(status="closed", resolution="fixed"), "sentry changed")
+CLOSE = WriteTracker("status", "closed", "sentry changed", resolution="fixed")
 # A person resolved the Sentry issue; the bridge closes the Tracker issue.
 PLANNED = Pair("resolved", "open")
 BASE = Pair("unresolved.ongoing", "open")
@@ -53,9 +52,13 @@ def attempt(action: object = CLOSE, planned: Pair = PLANNED, baseline: Pair | No
     return Attempt(action, planned, baseline)  # type: ignore[arg-type]
 
 
+def only_status(status: Pair) -> Snapshot:
+    return Snapshot({"status": status, "assignee": Pair(None, None), "followers": Pair(None, frozenset())})
+
+
 def policy(conflict: str = "tracker") -> Policy:
     return Policy(directions={"status": "both", "assignee": "both", "followers": "to_tracker"},
-                  conflict=conflict, link_source="sentry", status_table=TABLE)  # type: ignore[arg-type]
+                  conflict=conflict, link_source="sentry", mapping=MappingSettings(status=TABLE))  # type: ignore[arg-type]
 
 
 # -- the table, row by row ----------------------------------------------------------------------
@@ -75,7 +78,7 @@ def test_refused_for_good_leaves_the_baseline_and_is_retried_later() -> None:
 
 
 def test_version_conflict_leaves_the_baseline_and_replans_now() -> None:
-    patch = WriteTrackerAssignee("bob", "sentry changed")
+    patch = WriteTracker("assignee", "bob", "sentry changed")
     s = settle(attempt(patch, Pair("bob@example.com", None), Pair(None, None)), Observation(Seen.CONFLICT))
     assert s.baseline is None and s.then is Then.REPLAN and not s.wrote
 
@@ -142,12 +145,12 @@ def test_a_pending_transition_is_judged_from_the_status_read_later() -> None:
 
 
 def test_a_pending_sentry_write_is_judged_by_what_satisfies_it() -> None:
-    resolve = WriteSentryStatus("resolved", "tracker changed")
+    resolve = WriteSentry("status", "resolved", "tracker changed")
     pending = Pending(attempt(resolve, Pair("unresolved.ongoing", "closed"), Pair("unresolved.ongoing", "open")))
     assert observe_later(pending, Pair("resolvedInNextRelease", "closed")).seen is Seen.LANDED
     assert observe_later(pending, Pair("unresolved.ongoing", "closed")).seen is Seen.NOT_LANDED
     assert observe_later(pending, Pair("ignored.archived_forever", "closed")).seen is Seen.SUPERSEDED
-    assign = WriteSentryAssignee("2", "bob@example.com", "tracker changed")
+    assign = WriteSentry("assignee", "bob@example.com", "tracker changed", ref="2")
     pending = Pending(attempt(assign, Pair(None, "bob"), Pair(None, None)))
     assert observe_later(pending, Pair("bob@example.com", "bob")).seen is Seen.LANDED
 
@@ -162,10 +165,10 @@ def test_a_pending_follower_add_owns_what_landed() -> None:
 
 
 @given(st.sampled_from([
-    CLOSE, WriteTrackerAssignee(None, "r"), WriteTrackerAssignee("bob", "r"),
+    CLOSE, WriteTracker("assignee", None, "r"), WriteTracker("assignee", "bob", "r"),
     AddFollowers(frozenset({"a", "b"}), "r", moves_baseline=False), RemoveFollowers(frozenset({"a"}), "r"),
-    WriteSentryStatus("resolvedInNextRelease", "r"), WriteSentryAssignee(None, None, "r"),
-    WriteSentryAssignee("7", "x@example.com", "r"),
+    WriteSentry("status", "resolvedInNextRelease", "r"), WriteSentry("assignee", None, "r"),
+    WriteSentry("assignee", "x@example.com", "r", ref="7"),
 ]), st.sampled_from([None, Pair(None, None), Pair(frozenset({"a"}), frozenset()), Pair("ignored", "closed")]),
     st.lists(st.sampled_from(["open", "inProgress", "closed"]), max_size=3))
 def test_pending_writes_round_trip_through_json(action: object, baseline: Pair | None, reached: list[str]) -> None:
@@ -190,13 +193,13 @@ def test_a_path_cut_short_is_finished_and_never_taken_for_a_persons_edit(
     it continues towards the target (or finds the sides in step)."""
     pol = policy(conflict)
     base = Pair(base_state, base_status)
-    now = Snapshot(Pair(state, base_status), Pair(None, None), Pair(None, frozenset()))
+    now = only_status(Pair(state, base_status))
     actions = plan_link({"status": base}, now, frozenset(), USERS, pol)
-    writes = [a for a in actions if isinstance(a, WriteTrackerStatus)]
+    writes = [a for a in actions if kind_of(a) == "WriteTrackerStatus"]
     if not writes or intermediate in (base_status, writes[0].target.status):
         return
-    step = attempt(writes[0], now.status, base)
-    cut = Snapshot(Pair(state, intermediate), now.assignee, now.followers)
+    step = attempt(writes[0], now.get("status"), base)
+    cut = Snapshot({**now.pairs, "status": Pair(state, intermediate)})
     if later:  # the answer was lost: the next cycle judges the pending note from what it reads
         pending = (Pending(step, (intermediate,)),)
         again = plan_link({"status": base}, cut, frozenset(), USERS, pol, frozenset(), pending)
@@ -206,9 +209,9 @@ def test_a_path_cut_short_is_finished_and_never_taken_for_a_persons_edit(
         assert moved is not None
         again = plan_link({"status": moved}, cut, frozenset(), USERS, pol)
     status = [a for a in changes(again) if a.field == "status" and not isinstance(a, Reconcile)]
-    assert not any(isinstance(a, (WriteSentryStatus, RecordConflict)) for a in status), status
+    assert not any(kind_of(a) in ("WriteSentryStatus", "RecordConflict") for a in status), status
     target = status_to_tracker(state, TABLE)
-    assert all(a.target == target for a in status if isinstance(a, WriteTrackerStatus))
+    assert all(a.target == target for a in status if kind_of(a) == "WriteTrackerStatus")
 
 
 @settings(max_examples=300, deadline=None)
@@ -219,19 +222,19 @@ def test_a_write_that_landed_is_never_planned_again(
 ) -> None:
     pol = policy(conflict)
     base = {"status": Pair(base_state, base_status)}
-    now = Snapshot(Pair(state, base_status), Pair(None, None), Pair(None, frozenset()))
+    now = only_status(Pair(state, base_status))
     for action in [a for a in plan_link(base, now, frozenset(), USERS, pol) if is_write(a)]:
-        assert isinstance(action, WriteTrackerStatus)
-        landed = settle(attempt(action, now.status, base["status"]), Observation(seen, action.target.status))
+        assert kind_of(action) == "WriteTrackerStatus"
+        landed = settle(attempt(action, now.get("status"), base["status"]), Observation(seen, action.target.status))
         assert landed.baseline is not None
-        after = Snapshot(Pair(state, action.target.status), now.assignee, now.followers)
+        after = Snapshot({**now.pairs, "status": Pair(state, action.target.status)})
         assert [a for a in plan_link({"status": landed.baseline}, after, frozenset(), USERS, pol) if is_write(a)] == []
 
 
 def test_a_plain_resolve_is_the_no_release_fallback_only_when_the_issue_was_not_resolved() -> None:
     # A project without releases refuses "resolved in the next release": the client resolves
     # plainly, and that is the write having landed ...
-    in_next = WriteSentryStatus("resolvedInNextRelease", "tracker changed")
+    in_next = WriteSentry("status", "resolvedInNextRelease", "tracker changed")
     pending = Pending(attempt(in_next, Pair("unresolved.ongoing", "resolved"), Pair("unresolved.ongoing", "open")))
     assert observe_later(pending, Pair("resolved", "resolved")).seen is Seen.LANDED
     # ... but an issue that was resolved already and still is has not moved: nothing landed.
@@ -250,9 +253,8 @@ def test_history_shows_a_landed_write_that_a_person_undid() -> None:
     assert (seen.seen, seen.value) == (Seen.LANDED, "closed")
     moved = settle(pending.attempt, seen).baseline
     assert moved == Pair("resolved", "closed")
-    again = plan_link({"status": moved}, Snapshot(Pair("resolved", "open"), Pair(None, None),
-                                                  Pair(None, frozenset())), frozenset(), USERS, policy("manual"))
-    assert [type(a) for a in again if a.field == "status"] == [WriteSentryStatus]
+    again = plan_link({"status": moved}, only_status(Pair("resolved", "open")), frozenset(), USERS, policy("manual"))
+    assert [type(a) for a in again if a.field == "status"] == [WriteSentry]
     # A step of the path in the history, not the target: the bridge's own partial walk.
     assert observe_later(pending, Pair("resolved", "needInfo"), history=("inProgress",)).seen is Seen.PARTIAL
     # Nothing of ours in the history: it never reached the issue.
@@ -273,3 +275,19 @@ def test_history_decides_who_added_a_follower() -> None:
     # ... and not once he unfollowed by hand since.
     seen = observe_later(pending, Pair(frozenset({"bob@example.com"}), frozenset()), history=(frozenset({"bob"}),))
     assert seen.seen is Seen.LANDED and settle(pending.attempt, seen).owned_added == frozenset()
+
+
+def test_notes_written_before_fields_were_data_are_still_read() -> None:
+    """A state file upgraded in the middle of an unsettled write keeps its note."""
+    old = ('{"action": {"kind": "WriteSentryAssignee", "reason": "r", "user_id": "7", "email": "x@example.com"}, '
+           '"planned": [null, "bob"], "baseline": null, "version": null, "at": "", "id": "a1", "reached": []}')
+    pending = pending_from_json(old)
+    assert pending.attempt.action == WriteSentry("assignee", "x@example.com", "r", ref="7")
+    assert pending.kind == "WriteSentryAssignee"
+    old = ('{"action": {"kind": "WriteTrackerStatus", "reason": "r", "status": "closed", "resolution": "fixed"}, '
+           '"planned": ["resolved", "open"], "baseline": null, "version": 3, "at": "", "id": "a2", '
+           '"reached": ["inProgress"]}')
+    assert pending_from_json(old) == Pending(Attempt(WriteTracker("status", "closed", "r", resolution="fixed"),
+                                                     Pair("resolved", "open"), None, 3, "", "a2"), ("inProgress",))
+    with pytest.raises(ValueError, match="not a pending write"):
+        pending_from_json(old.replace('"kind": "WriteTrackerStatus"', '"kind": "WriteTrackerColour"'))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.config import StatusMapping, TrackerTarget
+from bridge.config import MappingSettings, StatusMapping, TrackerTarget
 from bridge.core.actions import (
     Action,
     AddFollowers,
@@ -17,13 +17,12 @@ from bridge.core.actions import (
     RecordConflict,
     RemoveFollowers,
     ReportUnmapped,
-    WriteSentryAssignee,
-    WriteSentryStatus,
-    WriteTrackerAssignee,
-    WriteTrackerStatus,
+    WriteTracker,
     changes,
     is_write,
+    kind_of,
 )
+from bridge.core.fields import FIELD_NAMES
 from bridge.core.mapping import build_user_map, sentry_state_satisfies, status_in_step
 from bridge.core.plan import Policy
 from bridge.core.plan import plan_link as plan_everything
@@ -56,13 +55,13 @@ USERS = build_user_map(
 
 def policy(conflict: str = "sentry", source: str = "sentry", **directions: str) -> Policy:
     dirs = {"status": "both", "assignee": "both", "followers": "to_tracker", **directions}
-    return Policy(directions=dirs, conflict=conflict, link_source=source, status_table=TABLE)  # type: ignore[arg-type]
+    return Policy(directions=dirs, conflict=conflict, link_source=source, mapping=MappingSettings(status=TABLE))  # type: ignore[arg-type]
 
 
 def snap(status: tuple[str, str] = ("unresolved.ongoing", "open"),
          assignee: tuple[str | None, str | None] = (None, None),
          followers: tuple[frozenset[str] | None, frozenset[str]] = (frozenset(), frozenset())) -> Snapshot:
-    return Snapshot(Pair(*status), Pair(*assignee), Pair(*followers))
+    return Snapshot({"status": Pair(*status), "assignee": Pair(*assignee), "followers": Pair(*followers)})
 
 
 def base(status: tuple[str, str] = ("unresolved.ongoing", "open"),
@@ -90,14 +89,14 @@ def test_row_sentry_changed_tracker_same_in_step_adopts() -> None:
 
 def test_row_sentry_changed_tracker_same_not_in_step_writes_tracker() -> None:
     actions = plan_link(base(), snap(("resolved", "open")), frozenset(), USERS, policy())
-    assert len(actions) == 1 and isinstance(actions[0], WriteTrackerStatus)
+    assert len(actions) == 1 and kind_of(actions[0]) == "WriteTrackerStatus"
     assert actions[0].target == TrackerTarget(status="closed", resolution="fixed")
 
 
 def test_row_sentry_same_tracker_changed_not_in_step_writes_sentry() -> None:
     actions = plan_link(base(), snap(("unresolved.ongoing", "closed")), frozenset(), USERS, policy())
-    assert len(actions) == 1 and isinstance(actions[0], WriteSentryStatus)
-    assert actions[0].state == "resolved"
+    assert len(actions) == 1 and kind_of(actions[0]) == "WriteSentryStatus"
+    assert actions[0].value == "resolved"
 
 
 def test_row_sentry_same_tracker_changed_in_step_adopts() -> None:
@@ -113,26 +112,26 @@ def test_row_both_changed_in_step_adopts() -> None:
 
 @pytest.mark.parametrize(
     ("conflict", "expected"),
-    [("sentry", WriteTrackerStatus), ("tracker", WriteSentryStatus), ("manual", RecordConflict)],
+    [("sentry", "WriteTrackerStatus"), ("tracker", "WriteSentryStatus"), ("manual", "RecordConflict")],
 )
-def test_row_both_changed_not_in_step_follows_policy(conflict: str, expected: type) -> None:
+def test_row_both_changed_not_in_step_follows_policy(conflict: str, expected: str) -> None:
     actions = plan_link(base(), snap(("ignored.archived_forever", "inProgress")), frozenset(), USERS,
                         policy(conflict=conflict))
-    assert [type(a) for a in actions] == [expected]
-    if expected is WriteTrackerStatus:
+    assert [kind_of(a) for a in actions] == [expected]
+    if expected == "WriteTrackerStatus":
         assert actions[0].target == TrackerTarget(status="closed", resolution="wontFix")
-    if expected is WriteSentryStatus:
-        assert actions[0].state == "unresolved"
+    if expected == "WriteSentryStatus":
+        assert actions[0].value == "unresolved"
 
 
 def test_row_new_link_sentry_is_the_source() -> None:
     actions = plan_link({}, snap(("resolved", "open")), frozenset(), USERS, policy())
-    assert [type(a) for a in status_actions(actions)] == [WriteTrackerStatus]
+    assert [kind_of(a) for a in status_actions(actions)] == ["WriteTrackerStatus"]
 
 
 def test_row_new_link_tracker_source_when_configured() -> None:
     actions = plan_link({}, snap(("resolved", "open")), frozenset(), USERS, policy(source="tracker"))
-    assert [type(a) for a in status_actions(actions)] == [WriteSentryStatus]
+    assert [kind_of(a) for a in status_actions(actions)] == ["WriteSentryStatus"]
 
 
 def test_row_new_link_in_step_adopts() -> None:
@@ -162,7 +161,7 @@ def test_off_field_is_never_touched() -> None:
 
 def test_state_without_a_row_is_reported_not_written() -> None:
     table = StatusMapping(to_tracker={"resolved": TrackerTarget(status="closed")}, to_sentry={"closed": "resolved"})
-    pol = Policy({"status": "both"}, "sentry", "sentry", table)
+    pol = Policy({"status": "both"}, "sentry", "sentry", MappingSettings(status=table))
     actions = plan_link(base(("resolved", "closed")), snap(("ignored", "closed")), frozenset(), USERS, pol)
     assert [type(a) for a in actions] == [ReportUnmapped]
 
@@ -172,9 +171,9 @@ def test_state_without_a_row_is_reported_not_written() -> None:
 
 def test_assignee_by_override_and_by_any_email() -> None:
     actions = plan_link(base(), snap(assignee=("alice@example.com", None)), frozenset(), USERS, policy())
-    assert actions == [WriteTrackerAssignee("alice-t", actions[0].reason)]
+    assert actions == [WriteTracker("assignee", "alice-t", actions[0].reason)]
     actions = plan_link(base(), snap(assignee=(None, "bob")), frozenset(), USERS, policy())
-    assert isinstance(actions[0], WriteSentryAssignee) and actions[0].user_id == "2"
+    assert kind_of(actions[0]) == "WriteSentryAssignee" and actions[0].ref == "2"
     assert plan_link(base(assignee=("bob@example.com", "bob")), snap(assignee=("bob@example.com", "bob")),
                      frozenset(), USERS, policy()) == []
 
@@ -189,7 +188,7 @@ def test_unmapped_user_is_reported_never_guessed() -> None:
 def test_unassign_travels_both_ways() -> None:
     actions = plan_link(base(assignee=("carol@example.com", "carol")), snap(assignee=(None, "carol")),
                         frozenset(), USERS, policy())
-    assert actions == [WriteTrackerAssignee(None, actions[0].reason)]
+    assert actions == [WriteTracker("assignee", None, actions[0].reason)]
 
 
 # -- followers ---------------------------------------------------------------------------------
@@ -257,31 +256,31 @@ def worlds(draw: st.DrawFn) -> tuple[dict, Snapshot, frozenset[str], Policy]:
         baseline["assignee"] = Pair(*draw(pairs_assignee))
     if draw(st.booleans()):
         baseline["followers"] = Pair(draw(bookmark_sets), draw(login_sets))
-    now = Snapshot(Pair(*draw(pairs_status)), Pair(*draw(pairs_assignee)),
-                   Pair(draw(st.one_of(st.none(), bookmark_sets)), draw(login_sets)))
+    now = Snapshot({"status": Pair(*draw(pairs_status)), "assignee": Pair(*draw(pairs_assignee)),
+                    "followers": Pair(draw(st.one_of(st.none(), bookmark_sets)), draw(login_sets))})
     return baseline, now, draw(login_sets), draw(policies)
 
 
 def apply(actions: list, baseline: dict, now: Snapshot, owned: frozenset[str]) -> tuple[dict, Snapshot, frozenset[str]]:
     """A model of the servers and the engine: each write lands as a real server would store it,
     and the baseline moves to what was read back."""
-    status, assignee, followers = now.status, now.assignee, now.followers
+    status, assignee, followers = now.get("status"), now.get("assignee"), now.get("followers")
     new_base = dict(baseline)
     for a in actions:
         if isinstance(a, Adopt):
             new_base[a.field] = a.pair
-        elif isinstance(a, WriteTrackerStatus):
+        elif kind_of(a) == "WriteTrackerStatus":
             status = Pair(status.sentry, a.target.status)
             new_base["status"] = status
-        elif isinstance(a, WriteSentryStatus):
-            state = {"unresolved": "unresolved.ongoing", "ignored": "ignored.archived_forever"}.get(a.state, a.state)
+        elif kind_of(a) == "WriteSentryStatus":
+            state = {"unresolved": "unresolved.ongoing", "ignored": "ignored.archived_forever"}.get(a.value, a.value)
             status = Pair(state, status.tracker)
             new_base["status"] = status
-        elif isinstance(a, WriteTrackerAssignee):
-            assignee = Pair(assignee.sentry, a.login)
+        elif kind_of(a) == "WriteTrackerAssignee":
+            assignee = Pair(assignee.sentry, a.value)
             new_base["assignee"] = assignee
-        elif isinstance(a, WriteSentryAssignee):
-            assignee = Pair(a.email, assignee.tracker)
+        elif kind_of(a) == "WriteSentryAssignee":
+            assignee = Pair(a.value, assignee.tracker)
             new_base["assignee"] = assignee
         elif isinstance(a, AddFollowers):
             followers = Pair(followers.sentry, followers.tracker | a.logins)
@@ -291,7 +290,7 @@ def apply(actions: list, baseline: dict, now: Snapshot, owned: frozenset[str]) -
             followers = Pair(followers.sentry, followers.tracker - a.logins)
             owned = owned - a.logins
             new_base["followers"] = followers
-    return new_base, Snapshot(status, assignee, followers), owned
+    return new_base, Snapshot({"status": status, "assignee": assignee, "followers": followers}), owned
 
 
 @settings(max_examples=400, deadline=None)
@@ -310,11 +309,11 @@ def test_planning_again_after_applying_yields_no_write(world: tuple) -> None:
 def test_a_field_in_step_is_never_written(world: tuple) -> None:
     baseline, now, owned, pol = world
     actions = plan_link(baseline, now, owned, USERS, pol)
-    if status_in_step(now.status.sentry, now.status.tracker, TABLE):
+    if status_in_step(now.get("status").sentry, now.get("status").tracker, TABLE):
         assert not [a for a in actions if is_write(a) and a.field == "status"]
     from bridge.core.mapping import assignee_in_step
 
-    if assignee_in_step(now.assignee.sentry, now.assignee.tracker, USERS):
+    if assignee_in_step(now.get("assignee").sentry, now.get("assignee").tracker, USERS):
         assert not [a for a in actions if is_write(a) and a.field == "assignee"]
 
 
@@ -325,12 +324,12 @@ def test_only_owned_followers_are_removed_and_writes_respect_directions(world: t
     for a in plan_link(baseline, now, owned, USERS, pol):
         if isinstance(a, RemoveFollowers):
             assert a.logins <= owned
-        if isinstance(a, (WriteTrackerStatus, WriteTrackerAssignee, AddFollowers, RemoveFollowers)):
+        if is_write(a) and a.side == "tracker":
             assert pol.allows(a.field, "tracker")
-        if isinstance(a, (WriteSentryStatus, WriteSentryAssignee)):
+        if is_write(a) and a.side == "sentry":
             assert pol.allows(a.field, "sentry")
-        if isinstance(a, WriteSentryStatus):
-            assert not sentry_state_satisfies(now.status.sentry, a.state)
+        if kind_of(a) == "WriteSentryStatus":
+            assert not sentry_state_satisfies(now.get("status").sentry, a.value)
 
 
 def test_open_conflict_settles_when_people_put_both_sides_back() -> None:
@@ -369,6 +368,7 @@ def test_every_field_says_why_nothing_happens() -> None:
         "assignee": "in step, and unchanged on both sides since the baseline",
         "followers": "no bookmark came or went since the baseline; followers people added or removed by hand "
                      "are left alone",
+        "priority": "sync.fields.priority = off: never touched",
     }
     unknown = snap(followers=(None, frozenset()))
     held = plan_everything(b, unknown, frozenset(), USERS, policy(status="off", followers="off"))
@@ -376,7 +376,8 @@ def test_every_field_says_why_nothing_happens() -> None:
         ("status", "sync.fields.status = off: never touched"),
         ("assignee", "in step, and unchanged on both sides since the baseline"),
         ("followers", "sync.fields.followers = off: followers are never touched"),
+        ("priority", "sync.fields.priority = off: never touched"),
     ]
     # Every field gets exactly one decision: a Hold, or something that acts.
     for actions in (plan_everything(b, snap(status=("resolved", "open")), frozenset(), USERS, policy()),):
-        assert {a.field for a in actions} == {"status", "assignee", "followers"}
+        assert {a.field for a in actions} == set(FIELD_NAMES)

@@ -358,10 +358,14 @@ def test_a_hand_added_follower_is_not_owned_because_of_an_unsent_note(
     env.sync_json()
     env.sentry.bookmark(sid, "bob@example.com")
 
-    def dies_before_sending(self: TrackerClient, *args: Any, **kw: Any) -> Any:
-        raise Crash
+    real = TrackerClient.update_issue
 
-    monkeypatch.setattr(TrackerClient, "add_followers", dies_before_sending)
+    def dies_before_sending(self: TrackerClient, key: str, fields: dict[str, Any], **kw: Any) -> Any:
+        if "followers" in fields:
+            raise Crash
+        return real(self, key, fields, **kw)
+
+    monkeypatch.setattr(TrackerClient, "update_issue", dies_before_sending)
     with pytest.raises(Crash):
         env.run("sync")
     monkeypatch.undo()

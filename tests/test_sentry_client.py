@@ -241,11 +241,11 @@ def test_resolved_in_next_release_falls_back(
     sentry: SentryClient = request.getfixturevalue(via)
     with_releases = emu.add_issue("backend", "A")
     without = emu.add_issue("web", "B")
-    issue = sentry.set_status(with_releases, "resolvedInNextRelease")
+    issue = sentry.update_issue(with_releases, {"status": "resolvedInNextRelease"})
     assert issue["status"] == "resolved" and issue["statusDetails"]["inNextRelease"] is True
     assert len(emu.requests("PUT")) == 1
     with caplog.at_level(logging.WARNING, logger="bridge.sentry"):
-        issue = sentry.set_status(without, "resolvedInNextRelease")
+        issue = sentry.update_issue(without, {"status": "resolvedInNextRelease"})
     assert issue["status"] == "resolved" and "inNextRelease" not in issue["statusDetails"]
     assert [r.body for r in emu.requests("PUT", without)] == [
         {"status": "resolvedInNextRelease"},
@@ -256,26 +256,27 @@ def test_resolved_in_next_release_falls_back(
 
 def test_set_status_values(client: SentryClient, emu: SentryEmulator) -> None:
     issue_id = emu.add_issue("backend", "A")
-    assert client.set_status(issue_id, "ignored")["substatus"] == "archived_forever"
-    assert client.set_status(issue_id, "unresolved")["status"] == "unresolved"
-    assert client.set_status(issue_id, "resolved")["status"] == "resolved"
+    assert client.update_issue(issue_id, {"status": "ignored"})["substatus"] == "archived_forever"
+    assert client.update_issue(issue_id, {"status": "unresolved"})["status"] == "unresolved"
+    assert client.update_issue(issue_id, {"status": "resolved"})["status"] == "resolved"
     with pytest.raises(ValueError):
-        client.set_status(issue_id, "archived")  # not a Sentry status: refused before sending
+        client.update_issue(issue_id, {"status": "archived"})  # not a Sentry status: refused before sending
     assert len(emu.requests("PUT")) == 3
 
 
 def test_assignee(client: SentryClient, emu: SentryEmulator) -> None:
     issue_id = emu.add_issue("backend", "A")
     alice = emu.user_id("alice@example.com")
-    assert client.set_assignee(issue_id, alice)["assignedTo"]["email"] == "alice@example.com"
-    assert client.set_assignee(issue_id, None)["assignedTo"] is None
+    assert client.update_issue(issue_id, {"assignedTo": f"user:{alice}"})["assignedTo"]["email"] == "alice@example.com"
+    assert client.update_issue(issue_id, {"assignedTo": ""})["assignedTo"] is None
     assert [r.body for r in emu.requests("PUT")] == [{"assignedTo": f"user:{alice}"}, {"assignedTo": ""}]
 
 
 def test_rejected_put_is_not_retried(client: SentryClient, emu: SentryEmulator) -> None:
     issue_id = emu.add_issue("backend", "A")
+    bob = emu.user_id("bob@example.com")
     with pytest.raises(RejectedError) as info:
-        client.set_assignee(issue_id, emu.user_id("bob@example.com"))  # bob is not in the project's team
+        client.update_issue(issue_id, {"assignedTo": f"user:{bob}"})  # bob is not in the project's team
     assert info.value.status == 400 and "Cannot assign to non-team member" in info.value.excerpt
     assert len(emu.requests("PUT")) == 1 and client.stats.retries == 0
 
@@ -370,7 +371,7 @@ def test_5xx_is_retried(client: SentryClient, emu: SentryEmulator) -> None:
     issue_id = emu.add_issue("backend", "A")
     emu.inject("status", status=500, times=1)
     emu.inject("html", status=502, times=1)
-    assert client.set_status(issue_id, "resolved")["status"] == "resolved"  # PUT is safe: absolute value
+    assert client.update_issue(issue_id, {"status": "resolved"})["status"] == "resolved"  # PUT is safe: absolute value
     assert [r.status for r in emu.requests("PUT")] == [500, 502, 200]
     emu.inject("status", status=503, times=10)
     with pytest.raises(TransientError):
@@ -446,7 +447,8 @@ def test_loopback_roundtrip_smoke(served: SentryClient, emu: SentryEmulator, clo
     ids = add_issues(emu, clock, 3)
     emu.bookmark(ids[1], "alice@example.com")
     assert served.bookmarked_issue_ids("alice@example.com") == {ids[1]}
-    assert served.set_assignee(ids[0], emu.user_id("alice@example.com"))["assignedTo"]["name"] == "Alice"
+    alice = emu.user_id("alice@example.com")
+    assert served.update_issue(ids[0], {"assignedTo": f"user:{alice}"})["assignedTo"]["name"] == "Alice"
     assert len(served.list_members()) == 3
     started = time.monotonic()
     served.get_issues(ids)

@@ -62,7 +62,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from bridge.clients.http import RetryPolicy
 from bridge.config import Settings
 from bridge.connect import open_clients
-from bridge.core.actions import WRITE_KINDS, Reconcile
+from bridge.core.actions import Reconcile, is_write_kind
 from bridge.core.mapping import sentry_assignee, sentry_state, status_in_step, tracker_status
 from bridge.core.new_issue import sentry_id_from_unique
 from bridge.engine import CycleReport, Engine
@@ -85,7 +85,10 @@ TRACKER_PEOPLE = {"alice": "alice@example.com", "bob": "bob@example.com", "carol
 LOGIN_OF = {"alice@example.com": "alice", "bob@example.com": "bob", "carol@corp.example": "carol"}
 EMAIL_OF = {login: email for email, login in LOGIN_OF.items()}
 UNMAPPED = {"dan@example.com", "erin"}
-FIELDS = ("status", "assignee")
+FIELDS = ("status", "assignee", "priority")
+SENTRY_PRIORITIES = ("low", "medium", "high")
+# Every Tracker priority; the default tables map them many-to-one (blocker and critical -> high).
+TRACKER_PRIORITIES = ("trivial", "minor", "normal", "critical", "blocker")
 
 SENTRY_MOVES = ("unresolved", "resolved", "resolvedInNextRelease", "ignored", "ignored_until_escalating",
                 "regression")
@@ -108,7 +111,8 @@ READS: tuple[tuple[str, str, str, str, str | None], ...] = (
     ("tracker", "find-unique", "POST", r"/_findByUnique$", None),
 )
 # Writes a fault can hit, each caused by a person's change on the other side.
-WRITES = ("tracker-status", "tracker-assignee", "tracker-followers", "sentry-status", "sentry-assignee", "create")
+WRITES = ("tracker-status", "tracker-assignee", "tracker-followers", "tracker-priority", "sentry-status",
+          "sentry-assignee", "sentry-priority", "create")
 # (label, kind, status, headers)
 FAULT_KINDS: tuple[tuple[str, str, int, dict[str, str]], ...] = (
     ("429+retry-after", "status", 429, {"Retry-After": "1"}),
@@ -276,7 +280,8 @@ class BridgeMachine(RuleBasedStateMachine):
             # manual: the bridge never overwrites a side that changed, so no change may be lost.
             # The flap guard is tested in test_guards.py; random people would trip it here.
             # One worker: the order of requests (and so which one a fault hits) is reproducible.
-            sync={"conflict": "manual", "flap_limit": 1000, "concurrency": 1},
+            sync={"conflict": "manual", "flap_limit": 1000, "concurrency": 1,
+                  "fields": {"priority": "both"}},
             create={"enabled": True, "query": "is:unresolved", "max_per_cycle": 50},
             mapping={"users": {"carol@corp.example": "carol"}},
         )
@@ -321,12 +326,16 @@ class BridgeMachine(RuleBasedStateMachine):
     # -- reading the truth -----------------------------------------------------------------------
     def s_value(self, sid: str, name: str) -> Any:
         issue = self.sentry.issue_json(sid)
+        if name == "priority":
+            return issue.get("priority")
         return sentry_state(issue) if name == "status" else sentry_assignee(issue)
 
     def t_value(self, key: str, name: str) -> Any:
         issue = self.tracker.issue_json(key)
         if name == "status":
             return tracker_status(issue)
+        if name == "priority":
+            return (issue.get("priority") or {}).get("key")
         ref = issue.get("assignee")
         return self.uid_login.get(str(ref["id"]), f"uid:{ref['id']}") if ref else None
 
@@ -342,6 +351,9 @@ class BridgeMachine(RuleBasedStateMachine):
     def in_step(self, name: str, s_value: Any, t_value: Any) -> bool:
         if name == "status":
             return status_in_step(s_value, t_value, self.settings.mapping.status)
+        if name == "priority":
+            table = self.settings.mapping.priority
+            return table.to_tracker.get(s_value) == t_value or table.to_sentry.get(t_value) == s_value
         if s_value is None or t_value is None:
             return s_value is None and t_value is None
         return LOGIN_OF.get(s_value) == t_value
@@ -385,7 +397,7 @@ class BridgeMachine(RuleBasedStateMachine):
         show the faults reached the outcomes they are meant to exercise."""
         for run in report.outcomes if report is not None else ():
             for entry in run.journal:
-                if entry.action in WRITE_KINDS:
+                if is_write_kind(entry.action):
                     STATS[f"outcome: {entry.action} {entry.outcome}"] += 1
             for action in run.actions:
                 if isinstance(action, Reconcile):
@@ -531,6 +543,25 @@ class BridgeMachine(RuleBasedStateMachine):
         self.tracker.set_assignee(track.key, who)
         self._person(track, "tracker", "assignee", before)
 
+    @rule(then=THEN, i=st.integers(0, 50), priority=st.sampled_from(SENTRY_PRIORITIES))
+    @then_cycle
+    def sentry_priority(self, i: int, priority: str) -> None:
+        track = self._pick(i)
+        assert track is not None
+        before = self.s_value(track.sid, "priority")
+        self.sentry.set_priority(track.sid, priority)
+        self._person(track, "sentry", "priority", before)
+
+    @rule(then=THEN, i=st.integers(0, 50), priority=st.sampled_from(TRACKER_PRIORITIES))
+    @then_cycle
+    def tracker_priority(self, i: int, priority: str) -> None:
+        track = self._pick(i, tracker=True)
+        if track is None or track.key is None:
+            return
+        before = self.t_value(track.key, "priority")
+        self.tracker.set_fields(track.key, {"priority": priority})
+        self._person(track, "tracker", "priority", before)
+
     @rule(then=THEN, i=st.integers(0, 50), who=st.sampled_from(SENTRY_PEOPLE), on=st.booleans())
     @then_cycle
     def bookmark(self, i: int, who: str, on: bool) -> None:
@@ -632,9 +663,11 @@ class BridgeMachine(RuleBasedStateMachine):
                          after=after)
             STATS[f"fault target: tracker-status after {after} step(s)"] += 1
             self._unreadable(what, "tracker", rf"/issues/{track.key}$")
-        elif write in ("tracker-assignee", "tracker-followers"):
+        elif write in ("tracker-assignee", "tracker-followers", "tracker-priority"):
             if write == "tracker-assignee":
                 self._person_step("sentry_assign", i=i, who=(None, *LOGIN_OF)[value % 4])
+            elif write == "tracker-priority":
+                self._person_step("sentry_priority", i=i, priority=SENTRY_PRIORITIES[value % 3])
             else:
                 self._person_step("bookmark", i=i, who=tuple(LOGIN_OF)[value % 3], on=value % 2 == 0)
             self._inject("tracker", write, what, method="PATCH", path=rf"/issues/{track.key}$", times=times,
@@ -643,6 +676,8 @@ class BridgeMachine(RuleBasedStateMachine):
         else:
             if write == "sentry-status":
                 self._person_step("tracker_status", i=i, move=TRACKER_MOVES[value % len(TRACKER_MOVES)])
+            elif write == "sentry-priority":
+                self._person_step("tracker_priority", i=i, priority=TRACKER_PRIORITIES[value % 5])
             else:
                 self._person_step("tracker_assign", i=i, who=(None, *TRACKER_PEOPLE)[value % 5])
             self._inject("sentry", write, what, method="PUT", path=rf"/issues/{track.sid}/$", times=times)

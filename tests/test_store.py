@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import TrackerTarget
-from bridge.core.actions import AddFollowers, WriteTrackerStatus
+from bridge.core.actions import AddFollowers, WriteTracker
 from bridge.core.linkrun import Link, LinkRun
 from bridge.core.outcomes import Attempt, JournalEntry, Pending
 from bridge.core.values import Field, Pair
@@ -146,7 +145,7 @@ def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
 
 
 def _pending(statuses: tuple[str, ...] = ()) -> Pending:
-    action = WriteTrackerStatus(TrackerTarget(status="closed", resolution="fixed"), "sentry changed")
+    action = WriteTracker("status", "closed", "sentry changed", resolution="fixed")
     return Pending(Attempt(action, Pair("resolved", "open"), Pair("unresolved", "open")), statuses)
 
 

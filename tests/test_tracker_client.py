@@ -184,14 +184,14 @@ def test_issue_without_unset_fields_or_with_nulls_both_work() -> None:
 def test_update_with_version_and_follower_ops(emu: TrackerEmulator, client: TrackerClient) -> None:
     emu.add_user("ann", "ann@example.com")
     key = emu.add_issue("OPS", "x", followers=["tracker-admin"])  # a follower added by hand
-    issue = client.add_followers(key, ["ann", "bridge-robot"], version=1)
+    issue = client.update_issue(key, {"followers": {"add": ["ann", "bridge-robot"]}}, version=1)
     assert issue["version"] == 2
     assert [f["id"] for f in issue["followers"]] == [emu.admin_uid, emu.uid_of("ann"), emu.robot_uid]
-    issue = client.remove_followers(key, ["ann"], version=2)
+    issue = client.update_issue(key, {"followers": {"remove": ["ann"]}}, version=2)
     assert [f["id"] for f in issue["followers"]] == [emu.admin_uid, emu.robot_uid]  # the hand-added one stays
-    issue = client.set_assignee(key, "ann", version=3)
+    issue = client.update_issue(key, {"assignee": "ann"}, version=3)
     assert issue["assignee"]["id"] == emu.uid_of("ann")
-    issue = client.set_assignee(key, None, version=4)
+    issue = client.update_issue(key, {"assignee": None}, version=4)
     assert "assignee" not in issue and issue["version"] == 5
     assert [r.query for r in emu.requests("PATCH")] == [[("version", str(v))] for v in (1, 2, 3, 4)]
     with pytest.raises(ValueError):
@@ -202,7 +202,7 @@ def test_stale_version_is_a_conflict_and_is_not_retried(emu: TrackerEmulator, cl
     key = emu.add_issue("OPS", "x")
     emu.set_assignee(key, "tracker-admin")  # a person edits meanwhile: version 2
     with pytest.raises(ConflictError) as caught:
-        client.set_assignee(key, "bridge-robot", version=1)
+        client.update_issue(key, {"assignee": "bridge-robot"}, version=1)
     assert caught.value.status == 409
     assert len(emu.requests("PATCH")) == 1
     assert emu.issue_json(key)["assignee"]["id"] == emu.admin_uid
@@ -212,18 +212,18 @@ def test_412_is_a_conflict_too() -> None:
     emu = TrackerEmulator(conflict_status=412)
     key = emu.add_issue("OPS", "x")
     with pytest.raises(ConflictError):
-        make_client(emu).set_assignee(key, "bridge-robot", version=9)
+        make_client(emu).update_issue(key, {"assignee": "bridge-robot"}, version=9)
 
 
 def test_unknown_user_and_version_cap_are_rejections(client: TrackerClient, emu: TrackerEmulator) -> None:
     key = emu.add_issue("OPS", "x")
     with pytest.raises(RejectedError) as caught:
-        client.add_followers(key, ["nobody"], version=1)
+        client.update_issue(key, {"followers": {"add": ["nobody"]}}, version=1)
     assert caught.value.status == 422
     capped = TrackerEmulator(version_cap=1)
     capped_key = capped.add_issue("OPS", "x")
     with pytest.raises(RejectedError) as caught:
-        make_client(capped).set_assignee(capped_key, "bridge-robot", version=1)
+        make_client(capped).update_issue(capped_key, {"assignee": "bridge-robot"}, version=1)
     assert caught.value.status == 423
 
 
@@ -250,7 +250,7 @@ def test_5xx_on_patch_is_retried_because_the_version_guards_it(
 ) -> None:
     key = emu.add_issue("OPS", "x")
     emu.inject("status", status=503, method="PATCH")
-    issue = client.set_assignee(key, "bridge-robot", version=1)
+    issue = client.update_issue(key, {"assignee": "bridge-robot"}, version=1)
     assert issue["version"] == 2 and len(emu.requests("PATCH")) == 2
 
 
@@ -260,7 +260,7 @@ def test_lost_patch_answer_retries_into_a_conflict_never_a_double_write(
     key = emu.add_issue("OPS", "x")
     emu.inject("timeout_after", method="PATCH")  # applied, then the answer is lost
     with pytest.raises(ConflictError):
-        client.add_followers(key, ["tracker-admin"], version=1)
+        client.update_issue(key, {"followers": {"add": ["tracker-admin"]}}, version=1)
     assert emu.issue_json(key)["version"] == 2  # applied exactly once
 
 

@@ -159,15 +159,19 @@ class SentryClient:
 
     # -- writing issues -----------------------------------------------------------------
 
-    def set_status(self, issue_id: str, status: str) -> dict[str, Any]:
-        """Set resolved | resolvedInNextRelease | unresolved | ignored; returns the full issue.
+    def update_issue(self, issue_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT absolute values (`status`, `assignedTo`, `priority`); returns the full issue.
 
         Sentry refuses `resolvedInNextRelease` (400, "No release data ...") in a project that has
         no releases; then the issue is resolved plainly and a warning says so."""
-        if status not in SENTRY_WRITABLE_STATES:
+        status = body.get("status")
+        if status is not None and status not in SENTRY_WRITABLE_STATES:
             raise ValueError(f"unknown Sentry status {status!r}; expected one of {SENTRY_WRITABLE_STATES}")
+        assigned = body.get("assignedTo")
+        if assigned and not (isinstance(assigned, str) and assigned.startswith("user:") and assigned[5:].isdigit()):
+            raise ValueError(f"Sentry assigns by numeric user id (user:<id>), got {assigned!r}")
         try:
-            return self._put(issue_id, {"status": status})
+            return self._put(issue_id, body)
         except RejectedError as exc:
             if status != "resolvedInNextRelease" or exc.status != 400 or NO_RELEASE_MARKER not in exc.excerpt:
                 raise
@@ -176,14 +180,7 @@ class SentryClient:
             "release; resolved it instead",
             issue_id,
         )
-        return self._put(issue_id, {"status": "resolved"})
-
-    def set_assignee(self, issue_id: str, user_id: str | None) -> dict[str, Any]:
-        """Assign to a Sentry *user id* (`user:<id>`, never a member id), or unassign with `""`
-        (Sentry rejects `null`)."""
-        if user_id is not None and not str(user_id).isdigit():
-            raise ValueError(f"Sentry user ids are numeric, got {user_id!r}")
-        return self._put(issue_id, {"assignedTo": f"user:{user_id}" if user_id else ""})
+        return self._put(issue_id, {**body, "status": "resolved"})
 
     def upsert_external_issue(
         self, installation: str, issue_id: str, *, web_url: str, project: str, identifier: str

@@ -213,23 +213,14 @@ class TrackerClient:
     # -- issues: write ----------------------------------------------------------------------
 
     def update_issue(self, key: str, fields: dict[str, Any], *, version: int) -> dict[str, Any]:
-        """PATCH `fields` if the issue is still at `version`; a 409/412 raises ConflictError."""
+        """PATCH `fields` if the issue is still at `version`; a 409/412 raises ConflictError.
+        Array fields take `{"add": [...]}` / `{"remove": [...]}` (never a whole new list, which
+        would drop what people added by hand); `{"assignee": None}` unassigns."""
         if not fields:
             raise ValueError("nothing to update: PATCH only real changes (each one costs a version)")
         response = self.http.request("PATCH", self._path("issues", key), safe=True,
                                      params={"version": version}, json_body=fields)
         return self._issue(response)
-
-    def add_followers(self, key: str, logins: Sequence[str], *, version: int) -> dict[str, Any]:
-        """Add followers without touching the ones people added by hand (never `set`)."""
-        return self.update_issue(key, {"followers": {"add": list(logins)}}, version=version)
-
-    def remove_followers(self, key: str, logins: Sequence[str], *, version: int) -> dict[str, Any]:
-        return self.update_issue(key, {"followers": {"remove": list(logins)}}, version=version)
-
-    def set_assignee(self, key: str, login: str | None, *, version: int) -> dict[str, Any]:
-        """Assign to a login (or uid); None unassigns."""
-        return self.update_issue(key, {"assignee": login}, version=version)
 
     def transitions(self, key: str) -> list[dict[str, Any]]:
         """The transitions available from the issue's current status: `[{id, to: {key}, ...}]`."""
@@ -319,11 +310,17 @@ class TrackerClient:
         """The token's own user; its `uid` tells the bridge's own changes apart (echo suppression)."""
         return self._object(self.http.request("GET", self._path("myself"), safe=True), ("uid", "login"))
 
+    def catalog(self, name: str) -> list[dict[str, Any]]:
+        """A reference list whose entries have a `key`: statuses, resolutions, priorities, ..."""
+        if not name.isalpha():
+            raise ValueError(f"not a catalog name: {name!r}")
+        return self._list(self.http.request("GET", self._path(name), safe=True), ("key",))
+
     def statuses(self) -> list[dict[str, Any]]:
-        return self._list(self.http.request("GET", self._path("statuses"), safe=True), ("key",))
+        return self.catalog("statuses")
 
     def resolutions(self) -> list[dict[str, Any]]:
-        return self._list(self.http.request("GET", self._path("resolutions"), safe=True), ("key",))
+        return self.catalog("resolutions")
 
     def get_queue(self, key: str, expand: str | None = None) -> dict[str, Any]:
         params = {"expand": expand} if expand else None

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.cli import EXIT_FAILED, EXIT_OK, Context
-from bridge.core.mapping import snapshot
+from bridge.core.fields import SCALAR_FIELDS, snapshot
 from bridge.core.plan import Policy
 from bridge.core.report import CycleReport
 from bridge.core.values import Field, Pair, Side, text
@@ -32,7 +32,7 @@ from bridge.store import Store
 #: What the taken side's baseline becomes: never a real value, so that side always looks changed.
 TAKEN = "(taken by the operator)"
 SIDES = ("sentry", "tracker")
-SCALARS: tuple[Field, ...] = ("status", "assignee")
+SCALARS: tuple[Field, ...] = SCALAR_FIELDS
 
 
 def register(subparsers: Any) -> None:

@@ -20,27 +20,24 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class WriteTrackerStatus:
-    target: TrackerTarget
+class WriteTracker:
+    """Put `value` in the Tracker field: a status (walked through transitions, closing ones with
+    `resolution`), a login (None unassigns), a priority key."""
+
+    field: Field
+    value: Value
     reason: str
-    field: Field = "status"
+    resolution: str | None = None
     side: Side = "tracker"
 
     @property
-    def value(self) -> Value:
-        return self.target.status
-
-
-@dataclass(frozen=True)
-class WriteTrackerAssignee:
-    login: str | None
-    reason: str
-    field: Field = "assignee"
-    side: Side = "tracker"
+    def kind(self) -> str:
+        return f"WriteTracker{self.field.title()}"
 
     @property
-    def value(self) -> Value:
-        return self.login
+    def target(self) -> TrackerTarget:
+        """The value as a workflow target (for fields written by transitions)."""
+        return TrackerTarget(status=str(self.value), resolution=self.resolution)
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,10 @@ class _FollowersWrite:
     def value(self) -> Value:
         return self.logins
 
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
 
 @dataclass(frozen=True)
 class AddFollowers(_FollowersWrite):
@@ -70,28 +71,19 @@ class RemoveFollowers(_FollowersWrite):
 
 
 @dataclass(frozen=True)
-class WriteSentryStatus:
-    state: str
+class WriteSentry:
+    """Put `value` in the Sentry field: a state, a person (shown by e-mail, sent by the user id
+    in `ref`; None unassigns), a priority."""
+
+    field: Field
+    value: Value
     reason: str
-    field: Field = "status"
+    ref: str | None = None
     side: Side = "sentry"
 
     @property
-    def value(self) -> Value:
-        return self.state
-
-
-@dataclass(frozen=True)
-class WriteSentryAssignee:
-    user_id: str | None
-    email: str | None
-    reason: str
-    field: Field = "assignee"
-    side: Side = "sentry"
-
-    @property
-    def value(self) -> Value:
-        return self.email
+    def kind(self) -> str:
+        return f"WriteSentry{self.field.title()}"
 
 
 @dataclass(frozen=True)
@@ -138,14 +130,21 @@ class Reconcile:
     reason: str
 
 
-Write = WriteTrackerStatus | WriteTrackerAssignee | AddFollowers | RemoveFollowers | WriteSentryStatus | \
-    WriteSentryAssignee
-TrackerWrite = WriteTrackerStatus | WriteTrackerAssignee | AddFollowers | RemoveFollowers
-SentryWrite = WriteSentryStatus | WriteSentryAssignee
+Write = WriteTracker | WriteSentry | AddFollowers | RemoveFollowers
+TrackerWrite = WriteTracker | AddFollowers | RemoveFollowers
+SentryWrite = WriteSentry
 Action = Write | Adopt | RecordConflict | ReportUnmapped | Hold | Reconcile
-WRITES: tuple[type, ...] = (WriteTrackerStatus, WriteTrackerAssignee, AddFollowers, RemoveFollowers,
-                            WriteSentryStatus, WriteSentryAssignee)
-WRITE_KINDS = frozenset(kind.__name__ for kind in WRITES)
+WRITES: tuple[type, ...] = (WriteTracker, WriteSentry, AddFollowers, RemoveFollowers)
+
+
+def kind_of(action: Action) -> str:
+    """The name the journal, tables and JSON give an action (`WriteTrackerStatus`, `Adopt`)."""
+    return action.kind if isinstance(action, WRITES) else type(action).__name__  # type: ignore[union-attr]
+
+
+def is_write_kind(kind: str) -> bool:
+    """Whether a journal's action name is a write (of any declared field)."""
+    return kind.startswith(("WriteTracker", "WriteSentry")) or kind in ("AddFollowers", "RemoveFollowers")
 
 
 def is_write(action: Action) -> bool:
@@ -159,9 +158,9 @@ def changes(actions: Iterable[Action]) -> list[Action]:
 
 def describe(action: Action) -> dict[str, Any]:
     """A JSON-friendly description of an action (dry runs, explain, the journal, tables)."""
-    data: dict[str, Any] = {"action": type(action).__name__, "field": action.field, "reason": action.reason}
-    if isinstance(action, WriteTrackerStatus):
-        data.update(side="tracker", value=action.target.status, resolution=action.target.resolution)
+    data: dict[str, Any] = {"action": kind_of(action), "field": action.field, "reason": action.reason}
+    if isinstance(action, WriteTracker) and action.resolution is not None:
+        data.update(side="tracker", value=shown(action.value), resolution=action.resolution)
     elif isinstance(action, WRITES):
         data.update(side=action.side, value=shown(action.value))  # type: ignore[union-attr]
     elif isinstance(action, (Adopt, RecordConflict)):

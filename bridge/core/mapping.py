@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.config import StatusMapping, TrackerTarget
-from bridge.core.values import Pair, Snapshot, parse_time
+from bridge.core.values import parse_time
 
 # Sentry searches (and so `bookmarks:`) only see issues with events in the last 90 days; a day of
 # margin keeps an issue at the edge from flickering in and out.
@@ -215,14 +215,3 @@ def outside_search_window(issue: Mapping[str, Any], now: datetime) -> bool:
     search that does not find it proves nothing about its bookmarks."""
     last_seen = parse_time(issue.get("lastSeen"))
     return last_seen is not None and last_seen < now - SEARCH_WINDOW + WINDOW_MARGIN
-
-
-def snapshot(
-    s_issue: Mapping[str, Any], t_issue: Mapping[str, Any], marks: frozenset[str] | None, users: UserMap
-) -> Snapshot:
-    """Both sides of one link as the planner compares them."""
-    return Snapshot(
-        status=Pair(sentry_state(s_issue), tracker_status(t_issue)),
-        assignee=Pair(sentry_assignee(s_issue), tracker_assignee(t_issue, users)),
-        followers=Pair(marks, tracker_followers(t_issue, users)),
-    )

@@ -2,7 +2,8 @@
 
 The engine decides *when* to create (and journals it); this module decides *what*: which queue
 (routes by project), the idempotency key, the summary within Tracker's limit, the description
-from the template, type and priority from the Sentry level, tags, assignee and followers.
+from the template, type and priority from the Sentry level, tags, followers, and the synced
+fields' values.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.config import CreateSettings
-from bridge.core.mapping import UserMap, sentry_assignee
+from bridge.core.mapping import UserMap
 
 UNIQUE_PREFIX = "sentry-tracker-bridge"
 
@@ -82,8 +83,11 @@ def issue_fields(
     queue: str,
     users: UserMap,
     bookmarks: frozenset[str] | None,
+    carried: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The body of the Tracker create request (without `unique`, which the client adds)."""
+    """The body of the Tracker create request (without `unique`, which the client adds).
+    `carried` holds the synced fields' values (`fields.carried_on_create`): they win over the
+    level's defaults, so the new pair starts in step."""
     fields: dict[str, Any] = {
         "queue": queue,
         "summary": summary_of(issue, settings.summary_max_chars),
@@ -99,10 +103,7 @@ def issue_fields(
         tags.append(reference_tag(settings.reference_tag, str(issue.get("id"))))
     if tags:
         fields["tags"] = tags
-    email = sentry_assignee(issue)
-    login = users.login_for(email) if email else None
-    if login:
-        fields["assignee"] = login
+    fields.update(carried)
     followers = sorted({lg for lg in (users.login_for(e) for e in bookmarks or ()) if lg})
     if followers:
         fields["followers"] = followers

@@ -33,18 +33,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bridge.config import TrackerTarget
-from bridge.core.actions import (
-    AddFollowers,
-    RemoveFollowers,
-    Write,
-    WriteSentryAssignee,
-    WriteSentryStatus,
-    WriteTrackerAssignee,
-    WriteTrackerStatus,
-)
-from bridge.core.mapping import sentry_state_satisfies
-from bridge.core.values import Field, Pair, Value, text
+from bridge.core.actions import AddFollowers, RemoveFollowers, Write, WriteSentry, WriteTracker, kind_of
+from bridge.core.fields import spec_of
+from bridge.core.values import Field, Pair, Value, decode_value, encode_value, text
 
 
 @dataclass(frozen=True)
@@ -122,7 +113,13 @@ class Pending:
 
     @property
     def kind(self) -> str:
-        return type(self.attempt.action).__name__
+        return kind_of(self.attempt.action)
+
+    @property
+    def walks(self) -> bool:
+        """A write made by walking transitions: a path can be cut short after some steps."""
+        action = self.attempt.action
+        return isinstance(action, WriteTracker) and spec_of(action.field).walks
 
     @property
     def key(self) -> str:
@@ -179,7 +176,7 @@ def settle(attempt: Attempt, observed: Observation, reached: tuple[str, ...] = (
         baseline = Pair(CUT_SHORT, observed.value)
     wrote = seen in (Seen.APPLIED, Seen.LANDED) or (seen in (Seen.PARTIAL, Seen.UNKNOWN)
                                                      and observed.value is not None)
-    entry = JournalEntry(action.side, action.field, type(action).__name__, _target_text(action),
+    entry = JournalEntry(action.side, action.field, kind_of(action), _target_text(action),
                          OUTCOME_TEXT[seen], observed.detail or action.reason)
     pending = Pending(attempt, reached) if seen is Seen.UNKNOWN else None
     return Settlement(action.field, baseline, added, removed, entry, THEN_OF[seen], wrote, pending, attempt)
@@ -209,9 +206,9 @@ def observe_later(pending: Pending, now: Pair, history: tuple[Value, ...] | None
         return Observation(Seen.NOT_LANDED, None, "an earlier write did not land (read back later)")
     if _reached_target(action, value):
         return Observation(Seen.LANDED, value, "an earlier write landed (read back later)")
-    if isinstance(action, WriteTrackerStatus) and value in pending.reached:
+    if pending.walks and value in pending.reached:
         return Observation(Seen.PARTIAL, value, f"an earlier transition path stopped at {value}, on the way to "
-                                                f"{action.target.status} (read back later)")
+                                                f"{text(action.value)} (read back later)")
     return Observation(Seen.SUPERSEDED, None, f"changed to {text(value)} since an earlier write of "
                                               f"{_target_text(action)}: taken as a person's change")
 
@@ -229,9 +226,9 @@ def _judged_by_history(pending: Pending, now: Pair, ours: tuple[Value, ...]) -> 
         # Ours landed (whatever happened after it is a later change, seen as such by the plan).
         return Observation(Seen.LANDED, action.value, "an earlier write landed (the issue's history)")
     reached = [v for v in ours if isinstance(v, str) and v in pending.reached]
-    if isinstance(action, WriteTrackerStatus) and reached:
+    if pending.walks and reached:
         return Observation(Seen.PARTIAL, reached[-1], f"an earlier transition path stopped at {reached[-1]}, on "
-                                                      f"the way to {action.target.status} (the issue's history)")
+                                                      f"the way to {text(action.value)} (the issue's history)")
     if value == pending.attempt.planned.side(action.side):
         return Observation(Seen.NOT_LANDED, None, "an earlier write never reached the issue (its history)")
     return Observation(Seen.SUPERSEDED, None, f"changed to {text(value)} by someone else since an earlier write "
@@ -239,13 +236,8 @@ def _judged_by_history(pending: Pending, now: Pair, ours: tuple[Value, ...]) -> 
 
 
 def _reached_target(action: Write, value: Value) -> bool:
-    if isinstance(action, WriteSentryStatus):
-        if not isinstance(value, str):
-            return False
-        # A project without releases refuses "resolved in the next release"; the client then
-        # resolves plainly, so a plain resolve is that write having landed.
-        wanted = "resolved" if action.state == "resolvedInNextRelease" else action.state
-        return sentry_state_satisfies(value, wanted)
+    if isinstance(action, WriteSentry):
+        return spec_of(action.field).sentry_landed(value, action.value)
     return value == action.value
 
 
@@ -272,16 +264,6 @@ def _target_text(action: Write) -> str:
 # -- pending writes as JSON (the store keeps them between cycles) -------------------------------
 
 
-def encode_value(value: Value) -> Any:
-    return {"set": sorted(value)} if isinstance(value, frozenset) else value
-
-
-def decode_value(data: Any) -> Value:
-    if isinstance(data, dict) and "set" in data:
-        return frozenset(str(v) for v in data["set"])
-    return None if data is None else str(data)
-
-
 def _pair_json(pair: Pair | None) -> Any:
     return None if pair is None else [encode_value(pair.sentry), encode_value(pair.tracker)]
 
@@ -292,43 +274,44 @@ def _pair_of(data: Any) -> Pair | None:
 
 def pending_to_json(pending: Pending) -> str:
     action = pending.attempt.action
-    body: dict[str, Any] = {"kind": type(action).__name__, "reason": action.reason}
-    if isinstance(action, WriteTrackerStatus):
-        body.update(status=action.target.status, resolution=action.target.resolution)
-    elif isinstance(action, WriteTrackerAssignee):
-        body.update(login=action.login)
-    elif isinstance(action, (AddFollowers, RemoveFollowers)):
+    body: dict[str, Any] = {"kind": kind_of(action), "field": action.field, "reason": action.reason}
+    if isinstance(action, (AddFollowers, RemoveFollowers)):
         body.update(logins=sorted(action.logins), moves_baseline=action.moves_baseline)
-    elif isinstance(action, WriteSentryStatus):
-        body.update(state=action.state)
-    elif isinstance(action, WriteSentryAssignee):
-        body.update(user_id=action.user_id, email=action.email)
+    elif isinstance(action, WriteTracker):
+        body.update(value=action.value, resolution=action.resolution)
+    else:
+        body.update(value=action.value, ref=action.ref)
     attempt = pending.attempt
     return json.dumps({"action": body, "planned": _pair_json(attempt.planned), "baseline": _pair_json(attempt.baseline),
                        "version": attempt.version, "at": attempt.at, "id": attempt.id,
                        "reached": list(pending.reached)})
 
 
+# Notes written before fields were declared as data name their values by kind.
+_OLD_NOTES = {"WriteTrackerStatus": ("status", "status"), "WriteTrackerAssignee": ("assignee", "login"),
+              "WriteSentryStatus": ("status", "state"), "WriteSentryAssignee": ("assignee", "email")}
+
+
+def _action_of(body: dict[str, Any]) -> Write:
+    kind, reason = body["kind"], body["reason"]
+    if kind in ("AddFollowers", "RemoveFollowers"):
+        kind_of_write = AddFollowers if kind == "AddFollowers" else RemoveFollowers
+        return kind_of_write(frozenset(body["logins"]), reason, moves_baseline=bool(body["moves_baseline"]))
+    name, key = (body["field"], "value") if "field" in body else _OLD_NOTES[kind]
+    spec_of(str(name))  # a field nobody declares (any more) is not a pending write
+    if kind.startswith("WriteTracker"):
+        return WriteTracker(str(name), body[key], reason, resolution=body.get("resolution"))
+    if kind.startswith("WriteSentry"):
+        return WriteSentry(str(name), body[key], reason, ref=body.get("ref", body.get("user_id")))
+    raise ValueError(f"unknown write kind {kind!r}")
+
+
 def pending_from_json(raw: str) -> Pending:
-    """The inverse of `pending_to_json`; raises ValueError for anything else."""
+    """The inverse of `pending_to_json` (and of the notes older versions wrote); raises
+    ValueError for anything else."""
     try:
         data = json.loads(raw)
-        body = data["action"]
-        kind, reason = body["kind"], body["reason"]
-        action: Write
-        if kind == "WriteTrackerStatus":
-            action = WriteTrackerStatus(TrackerTarget(status=body["status"], resolution=body["resolution"]), reason)
-        elif kind == "WriteTrackerAssignee":
-            action = WriteTrackerAssignee(body["login"], reason)
-        elif kind in ("AddFollowers", "RemoveFollowers"):
-            kind_of = AddFollowers if kind == "AddFollowers" else RemoveFollowers
-            action = kind_of(frozenset(body["logins"]), reason, moves_baseline=bool(body["moves_baseline"]))
-        elif kind == "WriteSentryStatus":
-            action = WriteSentryStatus(body["state"], reason)
-        elif kind == "WriteSentryAssignee":
-            action = WriteSentryAssignee(body["user_id"], body["email"], reason)
-        else:
-            raise ValueError(f"unknown write kind {kind!r}")
+        action = _action_of(data["action"])
         planned = _pair_of(data["planned"])
         if planned is None:
             raise ValueError("a pending write without the pair it was planned from")

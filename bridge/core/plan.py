@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bridge.config import Settings, StatusMapping
+from bridge.config import MappingSettings, Settings, StatusMapping
 from bridge.core.actions import (
     Action,
     AddFollowers,
@@ -27,44 +27,51 @@ from bridge.core.actions import (
     RecordConflict,
     RemoveFollowers,
     ReportUnmapped,
-    WriteSentryAssignee,
-    WriteSentryStatus,
-    WriteTrackerAssignee,
-    WriteTrackerStatus,
+    WriteSentry,
+    WriteTracker,
     changes,
 )
-from bridge.core.mapping import (
-    UserMap,
-    assignee_in_step,
-    status_in_step,
-    status_to_sentry,
-    status_to_tracker,
-)
+from bridge.core.fields import FIELDS, Carried, FieldSpec, Lookup
+from bridge.core.mapping import UserMap
 from bridge.core.outcomes import Pending, observe_later, settle
-from bridge.core.values import Field, Pair, Side, Snapshot, Value, other, scalar
+from bridge.core.values import Field, Pair, Side, Snapshot, Value, other
 
 Direction = Literal["both", "to_tracker", "to_sentry", "off"]
 
 
 @dataclass(frozen=True)
 class Policy:
+    """Which way each field flows, who wins a conflict, the source side of a new link, and the
+    value tables (`[mapping.*]`)."""
+
     directions: Mapping[Field, Direction]
     conflict: Literal["sentry", "tracker", "manual"]
     link_source: Side
-    status_table: StatusMapping
+    mapping: MappingSettings = field(default_factory=MappingSettings)
 
     def allows(self, name: Field, to: Side) -> bool:
         direction = self.directions.get(name, "off")
         return direction == "both" or direction == f"to_{to}"
 
+    @property
+    def needs_bookmarks(self) -> bool:
+        """Whether a set-valued field fed by Sentry bookmarks flows (bookmarks cost searches)."""
+        return any(spec.set_valued and self.allows(spec.name, "tracker") for spec in FIELDS)
+
+    @property
+    def status_table(self) -> StatusMapping:
+        return self.mapping.status
+
+    def lookup(self, users: UserMap) -> Lookup:
+        return Lookup(users, self.mapping)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
-        fields = settings.sync.fields
         return cls(
-            directions={"status": fields.status, "assignee": fields.assignee, "followers": fields.followers},
+            directions=dict(settings.sync.fields.model_dump()),
             conflict=settings.sync.conflict,
             link_source=settings.sync.link_source,
-            status_table=settings.mapping.status,
+            mapping=settings.mapping,
         )
 
 
@@ -118,31 +125,27 @@ def plan_link(
         if settled.baseline is not None:
             base[item.field] = settled.baseline
         owned = (owned | settled.owned_added) - settled.owned_removed
-    for name in ("status", "assignee"):
-        planned = _plan_scalar(name, base.get(name), now.get(name), users, policy)
-        if not changes(planned) and name in open_conflicts and _in_step(name, now.get(name), users, policy):
+    lookup = policy.lookup(users)
+    for spec in FIELDS:
+        name = spec.name
+        if spec.set_valued:
+            actions.extend(_plan_followers(spec, base.get(name), now.get(name), owned, users, policy))
+            continue
+        planned = _plan_scalar(spec, base.get(name), now.get(name), lookup, policy)
+        if not changes(planned) and name in open_conflicts and spec.in_step(now.get(name), lookup):
             # People put both sides back in step (even back to the baseline): the recorded
             # conflict is over; adopting settles it.
             planned = [Adopt(name, now.get(name), "conflict settled by hand: both sides in step")]
         actions.extend(planned)
-    actions.extend(_plan_followers(base.get("followers"), now.followers, owned, users, policy))
     return actions
 
 
-def _in_step(name: Field, pair: Pair, users: UserMap, policy: Policy) -> bool:
-    if name == "status":
-        state, status = scalar(pair.sentry), scalar(pair.tracker)
-        return state is not None and status is not None and status_in_step(state, status, policy.status_table)
-    return assignee_in_step(scalar(pair.sentry), scalar(pair.tracker), users)
-
-
-def _plan_scalar(
-    name: Field, base: Pair | None, now: Pair, users: UserMap, policy: Policy
-) -> list[Action]:
+def _plan_scalar(spec: FieldSpec, base: Pair | None, now: Pair, lookup: Lookup, policy: Policy) -> list[Action]:
+    name = spec.name
     if policy.directions.get(name, "off") == "off":
         # The operator switched this field off: never touch it.
         return [Hold(name, f"sync.fields.{name} = off: never touched")]
-    in_step = _in_step(name, now, users, policy)
+    in_step = spec.in_step(now, lookup)
     if base is None:
         if in_step:
             # A new link whose sides already agree: remember them.
@@ -150,7 +153,7 @@ def _plan_scalar(
         # A new link that disagrees: the configured source side wins (Sentry by default).
         for source in (policy.link_source, other(policy.link_source)):
             if policy.allows(name, other(source)):
-                return _write(name, source, now, users, policy, f"new link, {source} is the source")
+                return _write(spec, source, now, lookup, f"new link, {source} is the source")
         # A new link on a field no direction may write: just remember what both sides hold.
         return [Adopt(name, now, "new link, no direction allowed for this field")]
 
@@ -170,7 +173,7 @@ def _plan_scalar(
         changed: Side = "sentry" if sentry_changed else "tracker"
         if policy.allows(name, other(changed)):
             # A person changed one side: carry it to the other.
-            return _write(name, changed, now, users, policy, f"{changed} changed, {other(changed)} unchanged")
+            return _write(spec, changed, now, lookup, f"{changed} changed, {other(changed)} unchanged")
         # That side changed but this field never flows from it: remember it, so that a later
         # change of the other side is not mistaken for a conflict.
         return [Adopt(name, now, f"{changed} changed; direction is to_{changed} only")]
@@ -179,7 +182,7 @@ def _plan_scalar(
     why = f"both changed; sync.conflict = {winner}"
     if winner != "manual" and policy.allows(name, other(winner)):
         # sync.conflict names the side that wins; its value is written to the other.
-        planned = _write(name, winner, now, users, policy, why)
+        planned = _write(spec, winner, now, lookup, why)
         unmapped = planned[0]
         if not isinstance(unmapped, ReportUnmapped):
             return planned
@@ -191,50 +194,30 @@ def _plan_scalar(
     return [RecordConflict(name, now, why)]
 
 
-def _write(name: Field, source: Side, now: Pair, users: UserMap, policy: Policy, why: str) -> list[Action]:
+def _write(spec: FieldSpec, source: Side, now: Pair, lookup: Lookup, why: str) -> list[Action]:
     """The write that carries `source`'s value to the other side, or a report when the value
     has no counterpart (never a guess)."""
-    if name == "status":
-        if source == "sentry":
-            state = scalar(now.sentry) or ""
-            target = status_to_tracker(state, policy.status_table)
-            if target is None:
-                return [ReportUnmapped(name, "sentry", state, f"{why}; no to_tracker row for {state!r}")]
-            return [WriteTrackerStatus(target, f"{why}: {state} -> {target.status}")]
-        status = scalar(now.tracker) or ""
-        wanted = status_to_sentry(status, policy.status_table)
-        if wanted is None:
-            return [ReportUnmapped(name, "tracker", status, f"{why}; no to_sentry row for {status!r}")]
-        return [WriteSentryStatus(wanted, f"{why}: {status} -> {wanted}")]
-
+    carried = spec.carry(source, now.side(source), lookup)
+    if not isinstance(carried, Carried):
+        return [ReportUnmapped(spec.name, source, carried.value, f"{why}; {carried.why}")]
+    reason = f"{why}: {carried.note}"
     if source == "sentry":
-        email = scalar(now.sentry)
-        if email is None:
-            return [WriteTrackerAssignee(None, f"{why}: unassigned")]
-        login = users.login_for(email)
-        if login is None:
-            return [ReportUnmapped(name, "sentry", email, f"{why}; no Tracker user for {email}")]
-        return [WriteTrackerAssignee(login, f"{why}: {email} -> {login}")]
-    login_now = scalar(now.tracker)
-    if login_now is None:
-        return [WriteSentryAssignee(None, None, f"{why}: unassigned")]
-    person = users.person_for(login_now)
-    if person is None:
-        return [ReportUnmapped(name, "tracker", login_now, f"{why}; no Sentry user for {login_now}")]
-    return [WriteSentryAssignee(person.user_id, person.email, f"{why}: {login_now} -> {person.email}")]
+        return [WriteTracker(spec.name, carried.value, reason, resolution=carried.resolution)]
+    return [WriteSentry(spec.name, carried.value, reason, ref=carried.ref)]
 
 
 def _plan_followers(
-    base: Pair | None, now: Pair, owned: frozenset[str], users: UserMap, policy: Policy
+    spec: FieldSpec, base: Pair | None, now: Pair, owned: frozenset[str], users: UserMap, policy: Policy
 ) -> list[Action]:
-    if not policy.allows("followers", "tracker"):
+    name = spec.name
+    if not policy.allows(name, "tracker"):
         # Followers only ever flow from Sentry bookmarks to Tracker.
-        direction = policy.directions.get("followers", "off")
-        return [Hold("followers", f"sync.fields.followers = {direction}: followers are never touched")]
+        direction = policy.directions.get(name, "off")
+        return [Hold(name, f"sync.fields.{name} = {direction}: followers are never touched")]
     bookmarks = now.sentry
     if not isinstance(bookmarks, frozenset):
         # Bookmarks could not be learned this cycle: unknown is not "nobody".
-        return [Hold("followers", "bookmarks unknown this cycle: unknown is not 'nobody'")]
+        return [Hold(name, "bookmarks unknown this cycle: unknown is not 'nobody'")]
     followers = now.tracker if isinstance(now.tracker, frozenset) else frozenset()
     if base is not None and isinstance(base.sentry, frozenset):
         before = base.sentry
@@ -245,8 +228,8 @@ def _plan_followers(
         before = frozenset(p.email for p in (users.person_for(login) for login in owned) if p is not None)
     if bookmarks == before:
         # No bookmark came or went; hand-made follower changes in Tracker are left alone.
-        return [Hold("followers", "no bookmark came or went since the baseline; followers people added or "
-                                  "removed by hand are left alone")]
+        return [Hold(name, "no bookmark came or went since the baseline; followers people added or "
+                           "removed by hand are left alone")]
     actions: list[Action] = []
     added = {users.login_for(e) for e in bookmarks - before}
     removed = {users.login_for(e) for e in before - bookmarks}
@@ -263,5 +246,5 @@ def _plan_followers(
         actions.append(RemoveFollowers(to_remove, f"bookmark(s) removed: {', '.join(sorted(to_remove))}"))
     if not actions:
         # Bookmarks changed but Tracker already shows it (or the person unfollowed by hand).
-        actions.append(Adopt("followers", now, "bookmarks changed; followers already match"))
+        actions.append(Adopt(name, now, "bookmarks changed; followers already match"))
     return actions

@@ -7,14 +7,14 @@ both sides: a baseline (both sides the last time they were in step) or what the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-Field = Literal["status", "assignee", "followers"]
+Field = str  # a declared field's name (`bridge.core.fields`)
 Side = Literal["sentry", "tracker"]
 Value = str | frozenset[str] | None
-FIELDS: tuple[Field, ...] = ("status", "assignee", "followers")
 SIDES: tuple[Side, ...] = ("sentry", "tracker")
 
 # What Sentry's issue PUT accepts as `status` (reads show `resolvedInNextRelease` as a resolved
@@ -37,17 +37,18 @@ class Pair:
         return Pair(value, self.tracker) if side == "sentry" else Pair(self.sentry, value)
 
 
+NOTHING = Pair(None, None)
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """Both sides of one link now.  `followers.sentry` is the set of e-mails of mapped people
-    who bookmarked the issue, or None when that is unknown this cycle."""
+    """Both sides of one link now, per field.  The Sentry side of followers is the set of
+    e-mails of mapped people who bookmarked the issue, or None when that is unknown this cycle."""
 
-    status: Pair
-    assignee: Pair
-    followers: Pair
+    pairs: Mapping[Field, Pair]
 
     def get(self, name: Field) -> Pair:
-        return {"status": self.status, "assignee": self.assignee, "followers": self.followers}[name]
+        return self.pairs.get(name, NOTHING)
 
 
 def other(side: Side) -> Side:
@@ -69,6 +70,17 @@ def text(value: Value | list[str]) -> str:
     if isinstance(value, (frozenset, set, list)):
         return "{" + ", ".join(sorted(str(v) for v in value)) + "}"
     return "-" if value is None else str(value)
+
+
+def encode_value(value: Value) -> Any:
+    """A value as JSON (sets as `{"set": [...]}`), for the store's notes and baselines."""
+    return {"set": sorted(value)} if isinstance(value, frozenset) else value
+
+
+def decode_value(data: Any) -> Value:
+    if isinstance(data, dict) and "set" in data:
+        return frozenset(str(v) for v in data["set"])
+    return None if data is None else str(data)
 
 
 def parse_time(value: Any) -> datetime | None:

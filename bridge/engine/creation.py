@@ -17,6 +17,7 @@ from typing import Any
 from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import Created, TrackerClient
 from bridge.config import Settings
+from bridge.core.fields import Lookup, carried_on_create
 from bridge.core.linkrun import Link
 from bridge.core.mapping import UserMap
 from bridge.core.new_issue import issue_fields, reference_tag, route_queue, unique_key
@@ -172,7 +173,8 @@ class Creator:
         cfg = self.settings.create
         sid = str(issue["id"])
         queue = route_queue(issue, cfg, self.settings.tracker.queue)
-        fields = issue_fields(issue, cfg, queue, users, marks)
+        carried = carried_on_create(issue, Lookup(users, self.settings.mapping), self.settings.sync.fields.model_dump())
+        fields = issue_fields(issue, cfg, queue, users, marks, carried)
         asked = frozenset(fields.get("followers", []))
         prior = self.store.intent_of(sid)  # an earlier attempt of this state file's, if pending
         created: Created = "existed"

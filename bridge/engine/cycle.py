@@ -25,9 +25,10 @@ from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings
 from bridge.core.actions import changes
+from bridge.core.fields import FOLLOWERS, snapshot
 from bridge.core.guard import MassChangeGuard
 from bridge.core.linkrun import Link, LinkRun
-from bridge.core.mapping import UserMap, snapshot, tracker_followers
+from bridge.core.mapping import UserMap
 from bridge.core.outcomes import Pending
 from bridge.core.plan import LinkState, Policy, plan_for
 from bridge.core.report import SUMMARY_LOG_FIELDS, CycleReport
@@ -192,7 +193,7 @@ class Engine:
         if not links and not creating:
             return
         users = self.users(refresh=full)
-        bookmarks = self.reader.bookmarks(users) if self.policy.allows("followers", "tracker") else None
+        bookmarks = self.reader.bookmarks(users) if self.policy.needs_bookmarks else None
         waiting = self.store.not_due(self.clock()) if respect_backoff else set()
         held = self.store.held()
         active = [link for link in links if link.sentry_id not in waiting and link.sentry_id not in held]
@@ -366,7 +367,9 @@ class Engine:
             # Links that only moved baselines are counted, not kept: a first sync of 100,000
             # links must not hold 100,000 runs.
             report.quiet += 1
-        seen = tracker_followers(run.tracker, users) if run.tracker and (run.state.owned or run.owned_added) else None
+        owns = bool(run.tracker) and bool(run.state.owned or run.owned_added)
+        read = FOLLOWERS.read_tracker(run.tracker, users) if owns else None
+        seen = read if isinstance(read, frozenset) else None
         self.store.commit_run(run, report.cycle_id, self.clock(), followers_seen=seen)
         if run.tracker_seen is not None:
             self.store.cache_tracker([run.tracker_seen], self.clock())

@@ -28,14 +28,13 @@ from bridge.core.actions import (
     RemoveFollowers,
     ReportUnmapped,
     Write,
-    WriteSentryAssignee,
-    WriteSentryStatus,
-    WriteTrackerAssignee,
-    WriteTrackerStatus,
+    WriteSentry,
+    WriteTracker,
     describe,
 )
+from bridge.core.fields import FIELDS, snapshot, spec_of
 from bridge.core.linkrun import LinkRun
-from bridge.core.mapping import UserMap, snapshot, tracker_assignee, tracker_followers
+from bridge.core.mapping import UserMap
 from bridge.core.outcomes import Attempt, JournalEntry, Observation, Pending, Seen, Then, observe_later, settle
 from bridge.core.plan import LinkState, Policy, plan_for
 from bridge.core.values import Snapshot
@@ -46,9 +45,18 @@ from bridge.history import TrackerHistory
 log = logging.getLogger("bridge.engine")
 
 Note = Callable[[str, Pending], None]
-# Version-guarded PATCHes: after a transition of the same link they need the issue's new version.
-PATCHES = (WriteTrackerAssignee, AddFollowers, RemoveFollowers)
-Patch = WriteTrackerAssignee | AddFollowers | RemoveFollowers
+Patch = WriteTracker | AddFollowers | RemoveFollowers
+
+
+def is_patch(action: Write) -> bool:
+    """A version-guarded Tracker PATCH (after a transition of the same link it needs the issue's
+    new version), as opposed to a walk through transitions or a Sentry PUT."""
+    return isinstance(action, (AddFollowers, RemoveFollowers)) or (
+        isinstance(action, WriteTracker) and not spec_of(action.field).walks)
+
+
+def walks(action: Write) -> bool:
+    return isinstance(action, WriteTracker) and spec_of(action.field).walks
 
 
 class Executor:
@@ -127,15 +135,14 @@ class Executor:
                 log.warning("not synced, %s", action.reason,
                             extra={"event": "link.unmapped", "link": run.sentry_id, "field": action.field})
             else:
-                if isinstance(action, PATCHES) and stale_version:
+                if is_patch(action) and stale_version:
                     stale_version = False
                     moved = self._fresh_version(run, planned_from)
                     if moved:
                         return Then.REPLAN, moved
                 written = run.writes_tracker
                 then = self._write(run, action, planned_from)
-                stale_version = stale_version or (isinstance(action, WriteTrackerStatus)
-                                                  and run.writes_tracker > written)
+                stale_version = stale_version or (walks(action) and run.writes_tracker > written)
                 if then is not Then.DONE:
                     return then, run.journal[-1].detail
         return Then.DONE, ""
@@ -144,9 +151,9 @@ class Executor:
         """After a transition the issue has a new version: read it.  When a person edited the
         fields still to be written since the plan, say so (the rest is planned again)."""
         run.tracker = run.tracker_seen = self.tracker.get_issue(run.tracker_key)
-        seen = (tracker_assignee(run.tracker, self.users), tracker_followers(run.tracker, self.users))
-        if seen != (planned_from.assignee.tracker, planned_from.followers.tracker):
-            return "changed meanwhile (seen after a transition)"
+        for spec in FIELDS:
+            if not spec.walks and spec.read_tracker(run.tracker, self.users) != planned_from.get(spec.name).tracker:
+                return "changed meanwhile (seen after a transition)"
         return ""
 
     def _write(self, run: LinkRun, action: Write, planned_from: Snapshot) -> Then:
@@ -158,17 +165,18 @@ class Executor:
         self._note(run.sentry_id, Pending(attempt))
         reached: tuple[str, ...] = ()
         try:
-            if isinstance(action, WriteTrackerStatus):
-                walk = self.walker.walk(run.tracker, action.target,
+            if walks(action):
+                walk = self.walker.walk(run.tracker, action.target,  # type: ignore[union-attr]
                                         lambda statuses: self._note(run.sentry_id, Pending(attempt, statuses)))
                 observed, reached = walk.observation(), walk.noted
                 run.writes_tracker += walk.executed
                 if walk.executed:
                     # The transition's answer is the server's word: no read just to see the status.
-                    run.tracker = run.tracker_seen = {**run.tracker, "status": {"key": walk.reached[-1]}}
-            elif isinstance(action, (WriteSentryStatus, WriteSentryAssignee)):
+                    key = spec_of(action.field).tracker_keys[0]
+                    run.tracker = run.tracker_seen = {**run.tracker, key: {"key": walk.reached[-1]}}
+            elif isinstance(action, WriteSentry):
                 observed = self._sentry_write(run, action, attempt)
-            elif isinstance(action, PATCHES):
+            elif is_patch(action):
                 observed = self._tracker_patch(run, action, attempt)
             else:
                 raise TypeError(f"not a write: {action!r}")
@@ -177,7 +185,7 @@ class Executor:
             settled = settle(attempt, Observation(Seen.UNKNOWN, None, f"{type(exc).__name__}: {exc}"))
             run.apply(settled)
             raise
-        if not isinstance(action, WriteTrackerStatus) and observed.seen in (Seen.APPLIED, Seen.LANDED):
+        if not walks(action) and observed.seen in (Seen.APPLIED, Seen.LANDED):
             run.writes_sentry += action.side == "sentry"
             run.writes_tracker += action.side == "tracker"
         settled = settle(attempt, observed, reached)
@@ -188,13 +196,11 @@ class Executor:
     def _tracker_patch(self, run: LinkRun, action: Patch, attempt: Attempt) -> Observation:
         version = int(run.tracker["version"])
         key = run.tracker_key
+        body = spec_of(action.field).tracker_body
+        if body is None:
+            raise TypeError(f"{action.field} is not written by a PATCH")
         try:
-            if isinstance(action, WriteTrackerAssignee):
-                answer = self.tracker.set_assignee(key, action.login, version=version)
-            elif isinstance(action, AddFollowers):
-                answer = self.tracker.add_followers(key, sorted(action.logins), version=version)
-            else:
-                answer = self.tracker.remove_followers(key, sorted(action.logins), version=version)
+            answer = self.tracker.update_issue(key, body(action), version=version)  # type: ignore[arg-type]
         except ConflictError as exc:
             if not exc.after_lost_answer:
                 return Observation(Seen.CONFLICT, None, exc.describe())
@@ -207,13 +213,12 @@ class Executor:
         run.tracker = run.tracker_seen = answer
         return Observation(Seen.APPLIED, self.now(run).get(action.field).tracker, action.reason)
 
-    def _sentry_write(self, run: LinkRun, action: WriteSentryStatus | WriteSentryAssignee,
-                      attempt: Attempt) -> Observation:
+    def _sentry_write(self, run: LinkRun, action: WriteSentry, attempt: Attempt) -> Observation:
+        body = spec_of(action.field).sentry_body
+        if body is None:
+            raise TypeError(f"{action.field} is never written to Sentry")
         try:
-            if isinstance(action, WriteSentryStatus):
-                answer = self.sentry.set_status(run.sentry_id, action.state)
-            else:
-                answer = self.sentry.set_assignee(run.sentry_id, action.user_id)
+            answer = self.sentry.update_issue(run.sentry_id, body(action))
         except (TransientError, BadResponseError) as exc:  # may have landed: the answer is lost or unusable
             return self._read_back(run, attempt, exc, reader=self.sentry.get_issue)
         except RemoteError as exc:
@@ -236,7 +241,7 @@ class Executor:
         else:
             run.tracker = run.tracker_seen = issue
         history = None
-        if isinstance(action, PATCHES) and self._history is not None and issue.get("version") != attempt.version:
+        if is_patch(action) and self._history is not None and issue.get("version") != attempt.version:
             # Who made the change matters for followers (ownership): the issue's history tells.
             history = self._history.lookup(run.tracker_key, Pending(attempt), self.users)
         seen = observe_later(Pending(attempt), self.now(run).get(action.field), history)

@@ -19,6 +19,7 @@ from typing import Any
 from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings
+from bridge.core.fields import sentry_kept
 from bridge.core.linkrun import Link
 from bridge.core.mapping import UserMap, build_user_map, outside_search_window
 from bridge.core.values import parse_time
@@ -251,7 +252,8 @@ class Reader:
 
 
 # What planning and writing need of a Sentry issue (a changed link keeps only this while it waits).
-SENTRY_KEPT = ("id", "status", "substatus", "statusDetails", "assignedTo", "lastSeen", "firstSeen", "project")
+# The synced fields' keys come from their declarations.
+SENTRY_KEPT = ("id", *sentry_kept(), "lastSeen", "firstSeen", "project")
 
 
 def slim_sentry(issue: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bridge.core.fields import FIELDS, snapshot
 from bridge.core.linkrun import Link
-from bridge.core.mapping import UserMap, assignee_in_step, snapshot, status_in_step
+from bridge.core.mapping import UserMap
 from bridge.core.new_issue import sentry_id_from_tags, sentry_id_from_unique
 from bridge.core.plan import Policy
-from bridge.core.values import Field, Pair, Snapshot, scalar
+from bridge.core.values import Field, Pair, Snapshot
 from bridge.engine.reading import Reader
 from bridge.store import Store
 
@@ -28,7 +29,7 @@ def relink(reader: Reader, store: Store, policy: Policy) -> dict[str, Any]:
     taken = {link.tracker_key for link in links}
     todo = {sid: t for sid, t in found.items() if sid not in existing and str(t["key"]) not in taken}
     users = reader.users()
-    bookmarks = reader.bookmarks(users) if policy.allows("followers", "tracker") else None
+    bookmarks = reader.bookmarks(users) if policy.needs_bookmarks else None
     sentry_issues, _errors = reader.fetch_sentry(sorted(todo, key=int))
     linked, disagreeing, missing = 0, 0, []
     for sid, t_issue in todo.items():
@@ -38,9 +39,10 @@ def relink(reader: Reader, store: Store, policy: Policy) -> dict[str, Any]:
             continue
         key = str(t_issue["key"])
         now = snapshot(s_issue, t_issue, reader.bookmarks_of(sid, s_issue, bookmarks), users)
-        baselines: dict[Field, Pair] = {"status": now.status, "assignee": now.assignee}
-        if isinstance(now.followers.sentry, frozenset):
-            baselines["followers"] = now.followers
+        # A field switched off gets no baseline: switched on later, it starts as on a new link.
+        baselines: dict[Field, Pair] = {
+            spec.name: now.get(spec.name) for spec in FIELDS if policy.directions.get(spec.name, "off") != "off"
+            and (not spec.set_valued or isinstance(now.get(spec.name).sentry, frozenset))}
         conflicts = _disagreements(now, users, policy)
         disagreeing += bool(conflicts)
         shown = any(key in str(a.get("url") or "") or key in str(a.get("displayName") or "")
@@ -87,9 +89,7 @@ def _linked_in_tracker(reader: Reader) -> tuple[dict[str, dict[str, Any]], list[
 
 
 def _disagreements(now: Snapshot, users: UserMap, policy: Policy) -> dict[Field, Pair]:
-    conflicts: dict[Field, Pair] = {}
-    if not status_in_step(str(now.status.sentry), str(now.status.tracker), policy.status_table):
-        conflicts["status"] = now.status
-    if not assignee_in_step(scalar(now.assignee.sentry), scalar(now.assignee.tracker), users):
-        conflicts["assignee"] = now.assignee
-    return conflicts
+    lookup = policy.lookup(users)
+    return {spec.name: now.get(spec.name) for spec in FIELDS
+            if not spec.set_valued and policy.directions.get(spec.name, "off") != "off"
+            and not spec.in_step(now.get(spec.name), lookup)}

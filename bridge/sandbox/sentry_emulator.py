@@ -731,6 +731,14 @@ class SentryEmulator(EmulatorBase):
                 target = ("user", user.id)
             self._assign(issue, target, actor)
 
+    def set_priority(self, issue_id: str, priority: str) -> None:
+        """A person sets the priority in the UI (which locks it against Sentry's own changes)."""
+        with self.lock:
+            issue = self._issue(issue_id)
+            if priority not in PRIORITIES:
+                raise ValueError(f"bad priority {priority!r}")
+            issue.priority, issue.priority_locked_at = priority, self.now()
+
     def bookmark(self, issue_id: str, email: str, on: bool = True) -> None:
         with self.lock:
             user = self._user_by_email(email)
