@@ -840,8 +840,8 @@ def slim_tracker(issue: Mapping[str, Any]) -> dict[str, Any]:
         value = issue.get(name)
         if isinstance(value, Mapping):
             value = {k: value[k] for k in ("key", "id") if k in value}
-        elif isinstance(value, list):  # a list of references (followers): their ids
-            value = [{"id": ref.get("id")} for ref in value if isinstance(ref, Mapping)]
+        elif isinstance(value, list) and all(isinstance(ref, Mapping) for ref in value):
+            value = [{"id": ref.get("id")} for ref in value]  # references (followers): their ids
         if name in issue:
             slim[name] = value
     return slim

@@ -219,3 +219,15 @@ def test_each_attempt_keeps_its_own_note_until_the_commit(store: Store) -> None:
     assert store.link_states(["1"])["1"].pending == (older, newer)
     store.commit_run(run())
     assert store.link_states(["1"])["1"].pending == ()
+
+
+def test_the_tracker_cache_keeps_what_the_declared_fields_read_and_the_aliases() -> None:
+    from bridge.store import slim_tracker
+
+    issue = {"key": "OPS-1", "version": 3, "status": {"key": "open", "id": "1", "display": "Open"},
+             "assignee": {"id": "12", "display": "Bob", "self": "x"}, "followers": [{"id": "12", "display": "Bob"}],
+             "priority": {"key": "blocker", "id": "5", "display": "Blocker"}, "aliases": ["OLD-7"],
+             "summary": "not needed", "description": "not needed either"}
+    assert slim_tracker(issue) == {"key": "OPS-1", "version": 3, "status": {"key": "open", "id": "1"},
+                                   "assignee": {"id": "12"}, "followers": [{"id": "12"}],
+                                   "priority": {"key": "blocker", "id": "5"}, "aliases": ["OLD-7"]}
