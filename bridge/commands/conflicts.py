@@ -123,6 +123,13 @@ def run_resolve(ctx: Context) -> int:
             # Without reading the servers: the other side as recorded (a field conflict) or as
             # last known in step (a flapping hold).
             stored = {name: pair for name, (pair, _) in store.link_baselines(str(conflict["sentry_id"])).items()}
+            unknown = [name for name in names if name != conflict["field"] and name not in stored]
+            if unknown:
+                # Without a read, nothing says what the other side holds in a field never synced
+                # (switched on while the link was held): a guess could undo the side taken.
+                raise ConfigError([f"conflicts: {ref}: {', '.join(unknown)} never synced on this link, so "
+                                   "--no-sync cannot tell what to keep; resolve without --no-sync (it reads "
+                                   "both sides first)"])
             recorded = Pair(conflict["sentry_value"], conflict["tracker_value"])
             baselines = {name: taken_baseline(take, recorded if name == conflict["field"] else
                                               stored.get(name, Pair(None, None))) for name in names}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any
 
 from bridge.config import TrackerTarget
@@ -29,6 +30,9 @@ class WriteTracker:
     reason: str
     resolution: str | None = None
     side: Side = "tracker"
+    # Written by walking the workflow (its JSON always names the resolution, null or not); the
+    # declaration decides it, so it takes no part in comparing two writes.
+    walk: bool = dataclass_field(default=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -159,7 +163,7 @@ def changes(actions: Iterable[Action]) -> list[Action]:
 def describe(action: Action) -> dict[str, Any]:
     """A JSON-friendly description of an action (dry runs, explain, the journal, tables)."""
     data: dict[str, Any] = {"action": kind_of(action), "field": action.field, "reason": action.reason}
-    if isinstance(action, WriteTracker) and action.resolution is not None:
+    if isinstance(action, WriteTracker) and (action.walk or action.resolution is not None):
         data.update(side="tracker", value=shown(action.value), resolution=action.resolution)
     elif isinstance(action, WRITES):
         data.update(side=action.side, value=shown(action.value))  # type: ignore[union-attr]

@@ -272,6 +272,11 @@ def _pair_of(data: Any) -> Pair | None:
     return None if data is None else Pair(decode_value(data[0]), decode_value(data[1]))
 
 
+# Notes written before fields were declared as data name their values by kind.
+_OLD_NOTES = {"WriteTrackerStatus": ("status", "status"), "WriteTrackerAssignee": ("assignee", "login"),
+              "WriteSentryStatus": ("status", "state"), "WriteSentryAssignee": ("assignee", "email")}
+
+
 def pending_to_json(pending: Pending) -> str:
     action = pending.attempt.action
     body: dict[str, Any] = {"kind": kind_of(action), "field": action.field, "reason": action.reason}
@@ -281,15 +286,15 @@ def pending_to_json(pending: Pending) -> str:
         body.update(value=action.value, resolution=action.resolution)
     else:
         body.update(value=action.value, ref=action.ref)
+    if body["kind"] in _OLD_NOTES:
+        # Also under the previous version's keys: a rollback still reads the note.
+        body[_OLD_NOTES[body["kind"]][1]] = action.value if isinstance(action, (WriteTracker, WriteSentry)) else None
+        if isinstance(action, WriteSentry):
+            body["user_id"] = action.ref
     attempt = pending.attempt
     return json.dumps({"action": body, "planned": _pair_json(attempt.planned), "baseline": _pair_json(attempt.baseline),
                        "version": attempt.version, "at": attempt.at, "id": attempt.id,
                        "reached": list(pending.reached)})
-
-
-# Notes written before fields were declared as data name their values by kind.
-_OLD_NOTES = {"WriteTrackerStatus": ("status", "status"), "WriteTrackerAssignee": ("assignee", "login"),
-              "WriteSentryStatus": ("status", "state"), "WriteSentryAssignee": ("assignee", "email")}
 
 
 def _action_of(body: dict[str, Any]) -> Write:
@@ -298,11 +303,11 @@ def _action_of(body: dict[str, Any]) -> Write:
         kind_of_write = AddFollowers if kind == "AddFollowers" else RemoveFollowers
         return kind_of_write(frozenset(body["logins"]), reason, moves_baseline=bool(body["moves_baseline"]))
     name, key = (body["field"], "value") if "field" in body else _OLD_NOTES[kind]
-    spec_of(str(name))  # a field nobody declares (any more) is not a pending write
+    spec = spec_of(str(name))  # KeyError: a field nobody declares (any more) is not a pending write
     if kind.startswith("WriteTracker"):
-        return WriteTracker(str(name), body[key], reason, resolution=body.get("resolution"))
+        return WriteTracker(spec.name, body[key], reason, resolution=body.get("resolution"), walk=spec.walks)
     if kind.startswith("WriteSentry"):
-        return WriteSentry(str(name), body[key], reason, ref=body.get("ref", body.get("user_id")))
+        return WriteSentry(spec.name, body[key], reason, ref=body.get("ref", body.get("user_id")))
     raise ValueError(f"unknown write kind {kind!r}")
 
 

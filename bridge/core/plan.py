@@ -147,15 +147,7 @@ def _plan_scalar(spec: FieldSpec, base: Pair | None, now: Pair, lookup: Lookup, 
         return [Hold(name, f"sync.fields.{name} = off: never touched")]
     in_step = spec.in_step(now, lookup)
     if base is None:
-        if in_step:
-            # A new link whose sides already agree: remember them.
-            return [Adopt(name, now, "new link, both sides already in step")]
-        # A new link that disagrees: the configured source side wins (Sentry by default).
-        for source in (policy.link_source, other(policy.link_source)):
-            if policy.allows(name, other(source)):
-                return _write(spec, source, now, lookup, f"new link, {source} is the source")
-        # A new link on a field no direction may write: just remember what both sides hold.
-        return [Adopt(name, now, "new link, no direction allowed for this field")]
+        return _plan_new(spec, now, in_step, lookup, policy)
 
     sentry_changed = now.sentry != base.sentry
     tracker_changed = now.tracker != base.tracker
@@ -194,6 +186,31 @@ def _plan_scalar(spec: FieldSpec, base: Pair | None, now: Pair, lookup: Lookup, 
     return [RecordConflict(name, now, why)]
 
 
+def _plan_new(spec: FieldSpec, now: Pair, in_step: bool, lookup: Lookup, policy: Policy) -> list[Action]:
+    """A field with no baseline yet (a new link, or a field just switched on)."""
+    name = spec.name
+    if in_step:
+        # Both sides already agree: remember them.
+        return [Adopt(name, now, "new link, both sides already in step")]
+    # They disagree: the configured source side wins (Sentry by default).
+    sources = [s for s in (policy.link_source, other(policy.link_source)) if policy.allows(name, other(s))]
+    if not sources:
+        # No direction may write this field: just remember what both sides hold.
+        return [Adopt(name, now, "new link, no direction allowed for this field")]
+    first = _write(spec, sources[0], now, lookup, f"new link, {sources[0]} is the source")
+    if not isinstance(first[0], ReportUnmapped):
+        return first
+    if now.side(sources[0]) is None and len(sources) > 1:
+        # The source side has no value at all (a Sentry issue from before priorities): the
+        # other side's value is the only one there is.
+        second = _write(spec, sources[1], now, lookup, f"new link, {sources[0]} has none, {sources[1]} is taken")
+        if not isinstance(second[0], ReportUnmapped):
+            return second
+    # Nothing can be carried: reported, and no baseline, so that a mapping added later (a user,
+    # a table row) carries the value then.
+    return first
+
+
 def _write(spec: FieldSpec, source: Side, now: Pair, lookup: Lookup, why: str) -> list[Action]:
     """The write that carries `source`'s value to the other side, or a report when the value
     has no counterpart (never a guess)."""
@@ -202,7 +219,7 @@ def _write(spec: FieldSpec, source: Side, now: Pair, lookup: Lookup, why: str) -
         return [ReportUnmapped(spec.name, source, carried.value, f"{why}; {carried.why}")]
     reason = f"{why}: {carried.note}"
     if source == "sentry":
-        return [WriteTracker(spec.name, carried.value, reason, resolution=carried.resolution)]
+        return [WriteTracker(spec.name, carried.value, reason, resolution=carried.resolution, walk=spec.walks)]
     return [WriteSentry(spec.name, carried.value, reason, ref=carried.ref)]
 
 
