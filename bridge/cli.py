@@ -2,7 +2,8 @@
 and exit codes:
 
 0 the cycle completed (recorded conflicts and unmapped users are reported, not failures);
-1 some items failed and were recorded for retry; 2 bad config or usage; 3 a remote refused the
+1 some items failed and were recorded for retry; 2 bad config or usage, or a state file that
+cannot be used (missing folder, damaged, read-only, newer); 3 a remote refused the
 credentials or could not be reached; 4 another instance holds the lock.
 
 Each command lives in its own module under `bridge.commands` and registers its sub-parser.
@@ -30,6 +31,7 @@ from bridge.errors import (
     ConfigError,
     LockHeldError,
     RemoteError,
+    StateFileError,
     UnreachableError,
 )
 from bridge.store import StateLock, Store
@@ -131,6 +133,9 @@ def main(
     except LockHeldError as exc:
         print(f"error: {exc}; is another sync or the service running?", file=sys.stderr)
         return EXIT_LOCKED
+    except StateFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except RemoteError as exc:
         return report_remote_error(exc)
     except BridgeError as exc:

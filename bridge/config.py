@@ -582,11 +582,39 @@ def _read_secret(path: Path, key: str) -> tuple[SecretStr | None, list[str]]:
     return SecretStr(text), []
 
 
+def _token_shape(key: str, secret: SecretStr) -> list[str]:
+    """A token is one line of ASCII: anything else would fail later as a garbled HTTP header (or
+    send half a file).  The problem names where the token came from, never the token."""
+    value = secret.get_secret_value()
+    problems: list[str] = []
+    if "\n" in value or "\r" in value:
+        problems.append(f"{key}: has more than one line; it must hold the token alone")
+    odd = next((i for i, ch in enumerate(value) if not (ch.isascii() and ch.isprintable()) and ch not in "\r\n"), None)
+    if odd is not None:
+        problems.append(f"{key}: character {odd + 1} is not printable ASCII (a smart quote, a non-breaking space or "
+                        "a stray control character copied with it?); tokens are plain ASCII")
+    return problems
+
+
 def _resolve_secret(
     service: str, token: SecretStr | None, token_file: Path | None, base_dir: Path, env: Mapping[str, str]
 ) -> tuple[SecretStr | None, Path | None, list[str]]:
     """(secret, absolute token_file, problems).  An empty `token` counts as unset, so the
-    example file's `token = ""` falls through to the other sources."""
+    example file's `token = ""` falls through to the other sources.  A token that is not one
+    line of ASCII is a problem, wherever it came from."""
+    secret, path, problems = _find_secret(service, token, token_file, base_dir, env)
+    if secret is not None:
+        given = token is not None and bool(token.get_secret_value().strip())
+        source = "" if given else f" (from {path})" if path is not None else " (from the systemd credential)"
+        shape = _token_shape(f"{service}.token{source}", secret)
+        if shape:
+            return None, path, shape
+    return secret, path, problems
+
+
+def _find_secret(
+    service: str, token: SecretStr | None, token_file: Path | None, base_dir: Path, env: Mapping[str, str]
+) -> tuple[SecretStr | None, Path | None, list[str]]:
     file_path = None
     if token_file is not None:
         file_path = token_file.expanduser()

@@ -134,9 +134,10 @@ def status_line(report: CycleReport, when: datetime) -> str:
 
 
 def cycle_problem(report: CycleReport) -> str | None:
-    """Why a cycle did not count as a success (for /healthz), or None."""
+    """Why a cycle did not count as a success (for /healthz), or None.  Never the remote's answer:
+    /healthz may be read by anybody who reaches the port."""
     if report.fatal is not None:
-        return report.fatal.describe()
+        return report.fatal.describe(body=False)
     if report.refused is not None:
         return f"refused: {report.refused}"
     if report.interrupted:

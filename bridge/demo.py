@@ -66,8 +66,11 @@ class Demo:
         from bridge.cli import main
 
         self.say(f"$ sentry-tracker-bridge {' '.join(args)}")
-        return main(["-q", "--config", str(self.config), *args], env={}, out=self.out,
+        code = main(["-q", "--config", str(self.config), *args], env={}, out=self.out,
                     retry_policy=self.retry_policy)
+        if code in (130, 143):
+            raise KeyboardInterrupt  # the command stopped for a signal: so does the demo
+        return code
 
     def seed(self) -> list[tuple[str, str]]:
         s, t = self.sentry, self.tracker
@@ -189,5 +192,10 @@ class Demo:
 
 
 def run_demo(out: TextIO, *, retry_policy: RetryPolicy | None = None) -> int:
+    """The demo, start to end; Ctrl-C ends it at once with a line (exit 130), never carries on."""
     with tempfile.TemporaryDirectory(prefix="bridge-demo-") as folder:
-        return Demo(out, Path(folder), retry_policy).run()
+        try:
+            return Demo(out, Path(folder), retry_policy).run()
+        except KeyboardInterrupt:
+            print("\ndemo stopped (Ctrl-C)", file=out, flush=True)
+            return 130

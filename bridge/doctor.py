@@ -30,6 +30,7 @@ from bridge.core.fields import FIELDS
 from bridge.core.mapping import build_user_map, sentry_state_satisfies, status_to_sentry, status_to_tracker
 from bridge.core.workflow import Transition, parse_transitions, shortest_path
 from bridge.errors import AuthError, NotFoundError, RemoteError
+from bridge.store import state_file_health
 
 Level = Literal["pass", "warn", "fail"]
 LEVELS: tuple[Level, ...] = ("pass", "warn", "fail")
@@ -317,6 +318,9 @@ class Doctor:
         self.report.add(Check(name, level, detail, advice, tuple(notes)))
 
     def run(self) -> DoctorReport:
+        level, detail = state_file_health(self.settings.state.path)
+        self.add("state file", level, detail,  # type: ignore[arg-type]
+                 "" if level == "pass" else "see the sentence above; the file is never changed by doctor")
         sentry_ok = self.check_sentry()
         tracker_ok = self.check_tracker()
         self.check_write_access(sentry_ok, tracker_ok)

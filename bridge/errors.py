@@ -24,6 +24,12 @@ class LockHeldError(BridgeError):
     """Another instance holds the state lock."""
 
 
+class StateFileError(BridgeError):
+    """The state file cannot be used as it is (missing folder, damaged, read-only, written by a
+    newer version).  The message is one sentence naming the file and the way back; the file is
+    never changed by the check that found it."""
+
+
 class RemoteError(BridgeError):
     """A remote API did not do what was asked.
 
@@ -51,12 +57,13 @@ class RemoteError(BridgeError):
         self.after_lost_answer = False
         super().__init__(message)
 
-    def describe(self) -> str:
-        """One line for logs, the failures table and the operator."""
+    def describe(self, *, body: bool = True) -> str:
+        """One line for logs, the failures table and the operator.  `body=False` leaves out the
+        remote's answer, for places anybody may read (the health endpoint)."""
         parts = [f"{self.service}: {self}"]
         if self.endpoint:
             parts.append(f"({self.endpoint}" + (f" -> {self.status})" if self.status else ")"))
-        if self.excerpt:
+        if self.excerpt and body:
             parts.append(f"body: {self.excerpt!r}")
         return " ".join(parts)
 

@@ -28,7 +28,7 @@ from bridge.core.linkrun import Link, LinkRun
 from bridge.core.outcomes import WROTE_OUTCOMES, JournalEntry, Pending, pending_from_json, pending_to_json
 from bridge.core.plan import LinkState
 from bridge.core.values import Field, Pair, Value, decode_value, encode_value, shown
-from bridge.errors import LockHeldError
+from bridge.errors import LockHeldError, StateFileError
 
 SCHEMA = sqlite_utils.Migrations("sentry-tracker-bridge")
 
@@ -212,6 +212,100 @@ def decode(text: str | None) -> Value:
     return None if text is None else decode_value(json.loads(text))
 
 
+# Every migration this version knows, in order: a file with any other was written by a newer one.
+MIGRATIONS = ("m001_initial", "m002_backlinks", "m003_tracker_cache", "m004_outcomes", "m005_intent_backoff",
+              "m006_one_note_per_attempt")
+
+
+# -- the state file itself ---------------------------------------------------------------------
+
+WAY_BACK = "restore a copy, or move it aside and run `sentry-tracker-bridge relink` to rebuild the links"
+
+
+def ensure_state_file(file: Path) -> bool:
+    """Create the state file (0600: it names people and issues) if there is none; True when it
+    was created.  A missing folder is an operator's mistake (a typo in state.path, a missing
+    StateDirectory=), never a reason to start over with no links."""
+    if file.exists():
+        if not file.is_file():
+            raise StateFileError(f"state file {file} is not a file; check state.path")
+        return False
+    if not file.parent.is_dir():
+        raise StateFileError(_no_folder(file))
+    try:
+        os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return False  # another process made it just now
+    except OSError as exc:
+        raise StateFileError(f"state file {file} cannot be created in {file.parent} ({exc.strerror}); "
+                             "give the service's user write access to the folder") from None
+    return True
+
+
+def check_state_file(db: sqlite_utils.Database, file: Path, *, writable: bool = True) -> None:
+    """Refuse a file that is not a healthy SQLite database of this program (or of an older
+    version of it), reading only."""
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(file, str(exc)) from None
+    problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
+    if problems:
+        raise _damaged(file, "; ".join(problems[:3]))
+    known = set(MIGRATIONS)
+    unknown = [m.name for m in SCHEMA.applied(db) if m.name not in known]
+    if unknown:
+        raise StateFileError(f"state file {file} was written by a newer version of sentry-tracker-bridge "
+                             f"(schema {unknown[-1]}); upgrade the program, or restore a copy made before")
+    if writable and (not os.access(file, os.W_OK) or not os.access(file.parent, os.W_OK)):
+        raise _unwritable(file, None)
+
+
+def state_file_health(file: Path) -> tuple[str, str]:
+    """What `doctor` says of the state file, reading only: (level, sentence)."""
+    if not file.exists():
+        if not file.parent.is_dir():
+            return "fail", _no_folder(file)
+        if not os.access(file.parent, os.W_OK):
+            return "fail", f"{file}: no file yet, and its folder {file.parent} is not writable for this user"
+        return "pass", f"{file}: no file yet; the first sync creates it (mode 0600)"
+    try:
+        store = Store.open_read_only(file)
+    except StateFileError as exc:
+        return "fail", str(exc)
+    try:
+        links = int(store._rows("SELECT count(*) AS n FROM links")[0]["n"]) if store.db["links"].exists() else 0
+        behind = len(SCHEMA.pending(store.db))
+    except sqlite3.DatabaseError as exc:
+        return "fail", str(_damaged(file, str(exc)))
+    finally:
+        store.close()
+    if not os.access(file, os.W_OK) or not os.access(file.parent, os.W_OK):
+        return "fail", str(_unwritable(file, None))
+    upgrade = f"; {behind} schema upgrade(s) apply at the next sync" if behind else ""
+    mode = file.stat().st_mode & 0o777
+    if mode & 0o077:
+        return "warn", (f"{file}: {links} link(s), healthy{upgrade}; but mode {mode:04o} lets other users read "
+                        "it (it names people and issues): chmod 600")
+    return "pass", f"{file}: {links} link(s), integrity check ok{upgrade}"
+
+
+def _no_folder(file: Path) -> str:
+    return (f"state file {file}: its folder {file.parent} does not exist; create it (the systemd unit's "
+            "StateDirectory= does) or correct state.path")
+
+
+def _damaged(file: Path, why: str) -> StateFileError:
+    return StateFileError(f"state file {file} is damaged ({why}); it was left untouched: {WAY_BACK}")
+
+
+def _unwritable(file: Path, error: sqlite3.OperationalError | None) -> StateFileError:
+    why = f" ({error})" if error is not None else ""
+    return StateFileError(f"state file {file} cannot be written{why}: the file or its folder is read-only for "
+                          "this user; give the service's user write access (SQLite also writes -wal and -shm "
+                          "files beside it)")
+
+
 class StateLock:
     """An exclusive `flock` on `<state file>.lock`: one writer per state file."""
 
@@ -220,8 +314,14 @@ class StateLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - held for the life of the process
+        if not self.path.parent.is_dir():
+            raise StateFileError(_no_folder(self.path.with_name(self.path.name.removesuffix(".lock"))))
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateFileError(f"lock file {self.path} cannot be opened ({exc.strerror}); give the service's "
+                                 "user write access to the folder") from None
+        handle = os.fdopen(fd, "r+")  # held for the life of the process
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -236,6 +336,21 @@ class StateLock:
         handle.write(str(os.getpid()))
         handle.flush()
         self._handle = handle
+
+    @staticmethod
+    def is_free(state_path: Path) -> bool:
+        """Whether no process holds the lock now (read-only: the lock file is never created)."""
+        try:
+            fd = os.open(f"{state_path}.lock", os.O_RDONLY)
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # closing drops a lock taken here
+        return True
 
     def release(self) -> None:
         if self._handle is not None:
@@ -291,14 +406,26 @@ class Store:
 
     @classmethod
     def open(cls, path: Path | str) -> Store:
-        """Open (creating if needed) and migrate."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite_utils.Database(str(path))
-        db.enable_wal()
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA busy_timeout = 5000")
-        SCHEMA.apply(db)
-        return cls(db, Path(path))
+        """Open (creating a new file, 0600, only in a folder that exists) and migrate.  A file
+        that is damaged, read-only or from a newer version is refused with `StateFileError`
+        before anything is written to it."""
+        file = Path(path)
+        created = ensure_state_file(file)
+        try:
+            db = sqlite_utils.Database(str(file))
+            check_state_file(db, file)
+            db.enable_wal()
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA busy_timeout = 5000")
+            SCHEMA.apply(db)
+        except sqlite3.OperationalError as exc:
+            raise _unwritable(file, exc) from None
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(file, str(exc)) from None
+        if created:
+            log.warning("new state file %s: no links yet (a first sync links and creates from here)", file,
+                        extra={"event": "state.created"})
+        return cls(db, file)
 
     @property
     def pending_log(self) -> PendingLog:
@@ -762,11 +889,19 @@ class Store:
         """Open an existing state file for reading only (`explain`): no migration, no lock, and
         SQLite itself refuses any write.  Raises FileNotFoundError when there is no file yet."""
         file = Path(path)
+        if not file.parent.is_dir():
+            raise StateFileError(_no_folder(file))
         if not file.is_file():
             raise FileNotFoundError(str(file))
         connection = sqlite3.connect(f"{file.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout = 5000")
-        return cls(sqlite_utils.Database(connection))
+        db = sqlite_utils.Database(connection)
+        try:
+            check_state_file(db, file, writable=False)
+        except BaseException:
+            connection.close()
+            raise
+        return cls(db)
 
     def link_baselines(self, sentry_id: str) -> dict[Field, tuple[Pair, str]]:
         """One link's baseline pairs, each with the time it last moved."""

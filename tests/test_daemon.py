@@ -216,12 +216,14 @@ def test_cycles_on_schedule_with_notify_metrics_health_and_the_lock(
     assert health.status_code == 200 and health.text.startswith("ok:")
 
     # Both remotes fail: within three intervals of the last success /healthz turns 503 and says why.
-    env.sentry.inject("status", status=500, times=10**6)
-    env.tracker.inject("status", status=500, times=10**6)
+    page = b"<html>proxy 10.20.30.40 internal error, ticket 4711</html>"  # what a proxy might answer
+    env.sentry.inject("status", status=500, times=10**6, body=page)
+    env.tracker.inject("status", status=500, times=10**6, body=page)
     unhealthy = wait_for("/healthz 503", lambda: (
         r if (r := httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)).status_code == 503 else None),
         timeout=12)
     assert "no cycle has succeeded for" in unhealthy.text and "server error 500" in unhealthy.text
+    assert "10.20.30.40" not in unhealthy.text  # /healthz never echoes a remote's answer
     assert total(scrape(port), "bridge_cycles_total", result="aborted") >= 1
     assert svc.alive()  # failing cycles are logged and retried by the next cycle, never fatal
 

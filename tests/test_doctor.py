@@ -75,7 +75,8 @@ def test_plain_output_has_one_line_per_check_and_advice(bridge_env: BridgeEnv) -
     env.pair()
     result = env.expect(0, "doctor")
     lines = result.out.splitlines()
-    assert lines[0].startswith("PASS  sentry: API reachable")
+    assert lines[0].startswith("PASS  state file: ") and "no file yet" in lines[0]
+    assert lines[1].startswith("PASS  sentry: API reachable")
     assert any(line.startswith("WARN  write access") for line in lines)
     assert any(line.strip().startswith("advice: ") for line in lines)
     assert lines[-1].endswith("0 failed")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bridge.cli import EXIT_FAILED, EXIT_OK, Context
+from bridge.cli import EXIT_FAILED, EXIT_OK, Context, advice, report_remote_error
 from bridge.connect import open_clients
+from bridge.errors import RemoteError
 from bridge.explain import NotLinkedError, explain_link, explanation_lines
 from bridge.store import Store
 
@@ -25,14 +26,17 @@ def run(ctx: Context) -> int:
     try:
         store = Store.open_read_only(settings.state.path)
     except FileNotFoundError:
-        ctx.print(f"no state file at {settings.state.path}: nothing is linked yet")
-        return EXIT_FAILED
+        return _fail(ctx, f"no state file at {settings.state.path}: nothing is linked yet")
     sentry, tracker = open_clients(settings, policy=ctx.retry_policy)
     try:
         explanation = explain_link(settings, store, sentry, tracker, ctx.args.ref)
     except NotLinkedError:
-        ctx.print(f"not linked: {ctx.args.ref} (see `status`; links come from `link`, `relink` or creation)")
-        return EXIT_FAILED
+        return _fail(ctx, f"not linked: {ctx.args.ref} (see `status`; links come from `link`, `relink` or creation)")
+    except RemoteError as exc:
+        if not ctx.args.json:
+            raise
+        ctx.print_json({"error": exc.describe(), "advice": advice(exc)})
+        return report_remote_error(exc)
     finally:
         sentry.close()
         tracker.close()
@@ -47,6 +51,15 @@ def run(ctx: Context) -> int:
         for line in explanation_lines(explanation):
             ctx.print(line)
     return EXIT_FAILED if explanation.errors else EXIT_OK
+
+
+def _fail(ctx: Context, message: str) -> int:
+    """What went wrong, as JSON with --json (a script reading stdout gets JSON either way)."""
+    if ctx.args.json:
+        ctx.print_json({"error": message})
+    else:
+        ctx.print(message)
+    return EXIT_FAILED
 
 
 def _styled(line: str) -> str:

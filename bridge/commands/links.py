@@ -30,7 +30,9 @@ def read_pairs(values: list[str], file: str | None) -> list[tuple[str, str]]:
     if file:
         path = Path(file)
         try:
-            with path.open(newline="") as handle:
+            # utf-8-sig: spreadsheets write a byte-order mark first; anything not UTF-8 is refused
+            # (a guess at another encoding could turn an id into a different id).
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 for number, row in enumerate(csv.reader(handle), start=1):
                     cells = [c.strip() for c in row if c.strip()]
                     if not cells or cells[0].startswith("#") or cells[0].lower() == "sentry_id":
@@ -41,6 +43,8 @@ def read_pairs(values: list[str], file: str | None) -> list[tuple[str, str]]:
                     pairs.append((cells[0], cells[1]))
         except OSError as exc:
             problems.append(f"{path}: {exc.strerror}")
+        except UnicodeDecodeError as exc:
+            problems.append(f"{path}: not UTF-8 text (byte {exc.start + 1}); save it as CSV UTF-8")
     if not pairs and not problems:
         problems.append("link: give SENTRY_ID TRACKER_KEY pairs or --file")
     problems += [f"link: {sid!r} is not a numeric Sentry issue id" for sid, _ in pairs if not sid.isdigit()]

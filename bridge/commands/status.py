@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.cli import EXIT_OK, Context
-from bridge.store import Store
+from bridge.store import StateLock, Store
 
 CYCLES_SHOWN = 10
 
@@ -40,7 +40,21 @@ def duration(cycle: dict[str, Any]) -> float | None:
         return None
 
 
-def status_data(store: Store) -> dict[str, Any]:
+def cycle_result(cycle: dict[str, Any], process_alive: bool) -> str:
+    """ok, failures, interrupted (stopped by a signal, or its process ended without closing it),
+    or running (a process holds the state lock)."""
+    if not cycle.get("finished"):
+        return "running" if process_alive else "interrupted"
+    try:
+        summary = json.loads(cycle.get("summary") or "{}")
+    except ValueError:
+        summary = {}
+    if isinstance(summary, dict) and summary.get("interrupted"):
+        return "interrupted"
+    return "ok" if cycle.get("ok") else "failures"
+
+
+def status_data(store: Store, process_alive: bool = True) -> dict[str, Any]:
     cycles = store.cycles(CYCLES_SHOWN)
     last = cycles[0] if cycles else None
     return {
@@ -61,6 +75,7 @@ def status_data(store: Store) -> dict[str, Any]:
         "pending_writes": len(store.pending_links()),
         "last_cycle": (
             {"started": last["started"], "finished": last["finished"], "ok": bool(last["ok"]),
+             "result": cycle_result(last, process_alive),
              "writes": (last["writes_sentry"] or 0) + (last["writes_tracker"] or 0),
              "duration_seconds": duration(last), "failures": last["failures"]}
             if last else None
@@ -68,6 +83,7 @@ def status_data(store: Store) -> dict[str, Any]:
         "last_success": store.last_success(),
         "cycles": [
             {"started": c["started"], "finished": c["finished"], "ok": None if c["ok"] is None else bool(c["ok"]),
+             "result": cycle_result(c, process_alive),
              "duration_seconds": duration(c), "links": c["links"],
              "writes_sentry": c["writes_sentry"], "writes_tracker": c["writes_tracker"],
              "failures": c["failures"], "conflicts": c["conflicts"]}
@@ -80,14 +96,10 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def _result(ok: bool | None) -> str:
-    return "running" if ok is None else "ok" if ok else "failures"
-
-
 def run(ctx: Context) -> int:
     settings = ctx.settings(require_tokens=False)
     with ctx.store(settings, lock=False) as store:
-        data = status_data(store)
+        data = status_data(store, process_alive=not StateLock.is_free(settings.state.path))
     if ctx.args.json:
         ctx.print_json(data)
         return EXIT_OK
@@ -96,14 +108,14 @@ def run(ctx: Context) -> int:
               f"failures: {len(data['failures'])}   pending intents: {data['pending_intents']}   "
               f"pending writes: {data['pending_writes']}")
     if last:
-        ctx.print(f"last cycle: {last['started']} {_result(last['ok'])}, {last['writes']} writes, "
+        ctx.print(f"last cycle: {last['started']} {last['result']}, {last['writes']} writes, "
                   f"{_seconds(last['duration_seconds'])}")
     else:
         ctx.print("last cycle: never")
     ctx.print(f"last success: {data['last_success'] or 'never'}")
     rows = [[c["started"], _seconds(c["duration_seconds"]), str(c["links"]),
              f"{c['writes_sentry']}/{c['writes_tracker']}", str(c["failures"]), str(c["conflicts"]),
-             _result(c["ok"])] for c in data["cycles"]]
+             c["result"]] for c in data["cycles"]]
     columns = ("Started", "Took", "Links", "Writes S/T", "Failed", "Conflicts", "Result")
     if ctx.is_terminal:
         from bridge import render

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
@@ -10,6 +11,9 @@ from bridge import render
 from bridge.cli import EXIT_FAILED, EXIT_OK, Context, report_remote_error
 from bridge.core.actions import changes, describe
 from bridge.core.report import CycleReport
+from bridge.interrupt import graceful_stop
+
+log = logging.getLogger("bridge.sync")
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +28,7 @@ def register(subparsers: Any) -> None:
 
 def run(ctx: Context) -> int:
     settings = ctx.settings()
-    with ctx.engine(settings) as engine:
+    with ctx.engine(settings) as engine, graceful_stop(engine.stop_requested) as stop:
         if ctx.is_terminal and not ctx.args.json:
             engine.progress = lambda label, total: render.progress(ctx, total, label)
         report = engine.run_cycle(dry_run=ctx.args.dry_run, backfill=ctx.args.backfill, force=ctx.args.force)
@@ -32,6 +36,10 @@ def run(ctx: Context) -> int:
         ctx.print_json(report.to_json())
     else:
         print_report(ctx, report)
+    if stop.received is not None:
+        log.warning("stopped by %s: the links in hand were committed; the rest waits for the next run",
+                    stop.received.name, extra={"event": "cycle.stopped"})
+        return int(stop.exit_code or EXIT_FAILED)
     return exit_code(report)
 
 

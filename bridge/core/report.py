@@ -45,7 +45,9 @@ class CycleReport:
 
     @property
     def ok(self) -> bool:
-        return self.fatal is None and self.refused is None and not self.failures and not self.create_failures
+        # An interrupted cycle left links unread: not a success, whatever it did before the stop.
+        return (self.fatal is None and self.refused is None and not self.failures and not self.create_failures
+                and not self.interrupted)
 
     def writes(self, side: str) -> int:
         return sum(o.writes_sentry if side == "sentry" else o.writes_tracker for o in self.outcomes)

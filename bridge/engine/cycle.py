@@ -155,6 +155,8 @@ class Engine:
             report.full = full
             self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff, backfill=backfill, force=force,
                         full=full)
+            if self.stop_requested.is_set():
+                report.interrupted = True  # asked to stop during the cycle: what ran is committed, not all ran
             if not dry_run and not report.interrupted:
                 self._since_full = 0 if full else (self._since_full or 0) + 1
         except RemoteError as exc:
