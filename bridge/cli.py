@@ -30,8 +30,11 @@ from bridge.errors import (
     BridgeError,
     ConfigError,
     LockHeldError,
+    NotFoundError,
+    RedirectedError,
     RemoteError,
     StateFileError,
+    TimedOutError,
     UnreachableError,
 )
 from bridge.store import StateLock, Store
@@ -146,12 +149,20 @@ def main(
 
 
 def report_remote_error(error: RemoteError) -> int:
-    """Print one error with advice; return its exit code (3 for refused or unreachable)."""
+    """Print one error with advice; return its exit code (3 when the remote refused us or could
+    not be reached or used at this address, 1 otherwise)."""
     print(f"error: {error.describe()}", file=sys.stderr)
-    if isinstance(error, (AuthError, UnreachableError)):
+    if is_setup_problem(error):
         print(f"advice: {advice(error)}", file=sys.stderr)
         return EXIT_REMOTE
     return EXIT_FAILED
+
+
+def is_setup_problem(error: RemoteError) -> bool:
+    """Refused credentials, an address that does not answer or redirects, a wrong organization:
+    a person must change something before any cycle can work."""
+    wrong_org = isinstance(error, NotFoundError) and error.service == "sentry" and "/organizations/" in error.endpoint
+    return isinstance(error, (AuthError, UnreachableError, TimedOutError, RedirectedError)) or wrong_org
 
 
 def advice(error: RemoteError) -> str:
@@ -162,4 +173,17 @@ def advice(error: RemoteError) -> str:
                     "org:read; organization auth tokens (sntrys_) cannot read issues")
         return ("check tracker.token and tracker.org_id / cloud_org_id (OAuth token with tracker:read and "
                 "tracker:write; auth_scheme = \"Bearer\" needs cloud_org_id)")
+    if isinstance(error, NotFoundError):
+        return ("check sentry.organization: the organization's slug, as in https://sentry.example.com/"
+                "organizations/<slug>/ (not its display name)")
+    if isinstance(error, RedirectedError):
+        return (f"set {error.service}.url to the address the redirect points to (https, the right host, no "
+                "extra path); the bridge never follows a redirect with its token")
+    if "certificate verify failed" in str(error):
+        return (f"{error.service}.url presents a certificate this machine does not trust (self-signed, or a "
+                "proxy that re-signs TLS?): add its CA to the system store or point SSL_CERT_FILE at a bundle "
+                "that has it; verification stays on")
+    if isinstance(error, TimedOutError):
+        return (f"check {error.service}.url and that the host answers (firewall, proxy, a server that hangs); "
+                "run with -v to see each retry and its wait")
     return f"check {error.service}.url, DNS, proxies and the network path; the bridge retries on the next cycle"

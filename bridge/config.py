@@ -145,7 +145,9 @@ def _normalise_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise _problem("must be an http:// or https:// URL")
-    return value.rstrip("/")
+    url = value.rstrip("/")
+    # The API's own prefix is the bridge's to add: "https://sentry.io/api/0" means "https://sentry.io".
+    return url[: -len("/api/0")] if url.endswith("/api/0") else url
 
 
 SentryStateKey = Annotated[str, AfterValidator(_canonical_state)]
@@ -342,6 +344,7 @@ class StateSettings(BaseModel):
     model_config = _MODEL_CONFIG
 
     path: Path = Path("bridge.db")
+    keep_days: int = Field(default=30, ge=1)
 
 
 class FieldsSettings(BaseModel):

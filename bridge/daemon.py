@@ -54,6 +54,7 @@ from prometheus_client import disable_created_metrics
 from bridge.clients.http import RetryPolicy
 from bridge.config import Settings, load_settings
 from bridge.connect import open_clients
+from bridge.core.outcomes import JournalEntry
 from bridge.core.report import CycleReport
 from bridge.engine import Engine
 from bridge.errors import BridgeError, ConfigError, RemoteError
@@ -197,9 +198,9 @@ class WatchedStore(Store):
         super().__init__(db, path)
         self.beat: Callable[[], None] = _nothing
 
-    def commit_run(self, *args: Any, **kwargs: Any) -> None:
+    def commit_run(self, *args: Any, **kwargs: Any) -> list[JournalEntry]:
         self.beat()
-        super().commit_run(*args, **kwargs)
+        return super().commit_run(*args, **kwargs)
 
     def record_failure(self, *args: Any, **kwargs: Any) -> int:
         self.beat()

@@ -554,14 +554,17 @@ class Doctor:
         table = self.settings.mapping.status
         unknown_targets = sorted({t.status for t in table.to_tracker.values()} - set(status_types))
         unknown_keys = sorted(set(table.to_sentry) - set(status_types))
-        if unknown_targets:
+        if unknown_targets or unknown_keys:
             rows = [f"to_tracker.{s} = {t.status}" for s, t in sorted(table.to_tracker.items())
-                    if t.status in unknown_targets]
-            self.add("tracker: statuses", "fail", f"unknown status(es) {listed(unknown_targets)} in {listed(rows)}",
-                     f"use status keys from GET /v2/statuses: {listed(sorted(status_types), 20)}")
-        elif unknown_keys:
-            self.add("tracker: statuses", "warn", f"to_sentry rows for unknown status(es) {listed(unknown_keys)} "
-                     "never match", f"known status keys: {listed(sorted(status_types), 20)}")
+                    if t.status in unknown_targets] + [f"to_sentry.{k}" for k in unknown_keys]
+            has = f"(it has {listed(sorted(status_types), 20)})"
+            notes = [f'mapping.status.to_tracker.{s} = "{t.status}": Tracker has no status "{t.status}" {has}'
+                     for s, t in sorted(table.to_tracker.items()) if t.status in unknown_targets]
+            notes += [f'mapping.status.to_sentry.{k}: Tracker has no status "{k}" {has}' for k in unknown_keys]
+            self.add("tracker: statuses", "fail",
+                     f"unknown status(es) {listed(sorted({*unknown_targets, *unknown_keys}))} in {listed(rows)}",
+                     "use status keys from GET /v2/statuses; a status no issue can reach is never written "
+                     "(to_tracker) or never read (to_sentry)", notes)
         else:
             named = {t.status for t in table.to_tracker.values()} | set(table.to_sentry)
             self.add("tracker: statuses", "pass", f"all {len(named)} statuses named in the mapping exist")

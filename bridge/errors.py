@@ -76,6 +76,15 @@ class UnreachableError(TransientError):
     """The remote could not be reached at all (DNS, refused connection, TLS failure)."""
 
 
+class TimedOutError(TransientError):
+    """The request was sent and no answer came within the timeout (it may have been applied)."""
+
+
+class RedirectedError(RemoteError):
+    """The remote answered with a redirect.  Never followed: the token would go with it to
+    wherever it points.  The operator corrects the URL instead."""
+
+
 class RateLimitedError(TransientError):
     """429.  `retry_after` is the server's hint in seconds, when it gave one."""
 

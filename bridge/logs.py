@@ -33,7 +33,11 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
-        return f"{stamp} {record.levelname.lower():7} {record.getMessage()}"
+        message = record.getMessage()
+        link = getattr(record, "link", None)
+        if link and str(link) not in message:
+            message = f"link {link}: {message}"  # which pair a line is about, always
+        return f"{stamp} {record.levelname.lower():7} {message}"
 
 
 def configure(verbosity: int = 0, fmt: str = "text") -> None:

@@ -212,9 +212,18 @@ def decode(text: str | None) -> Value:
     return None if text is None else decode_value(json.loads(text))
 
 
+# Journal entries said once while they stay the same (a conflict, a value without a counterpart).
+REPEATABLE = ("conflict", "unmapped")
+
+@SCHEMA()
+def m007_history_by_time(db: sqlite_utils.Database) -> None:
+    """Pruning by age (state.keep_days) reads the oldest rows first."""
+    db.executescript("CREATE INDEX journal_at ON journal(at); CREATE INDEX cycles_started ON cycles(started);")
+
+
 # Every migration this version knows, in order: a file with any other was written by a newer one.
 MIGRATIONS = ("m001_initial", "m002_backlinks", "m003_tracker_cache", "m004_outcomes", "m005_intent_backoff",
-              "m006_one_note_per_attempt")
+              "m006_one_note_per_attempt", "m007_history_by_time")
 
 
 # -- the state file itself ---------------------------------------------------------------------
@@ -561,10 +570,11 @@ class Store:
                 self.db.conn.executemany("INSERT OR REPLACE INTO tracker_cache VALUES (?, ?, ?)", rows)
 
     def commit_run(self, run: LinkRun, cycle_id: int | None = None, now: datetime | None = None,
-                   *, followers_seen: frozenset[str] | None = None) -> None:
+                   *, followers_seen: frozenset[str] | None = None) -> list[JournalEntry]:
         """Everything one link's run left behind, in one transaction: baselines, owned followers
         (only those still following, when `followers_seen` says who follows now), journal entries,
         conflicts opened or settled, writes still pending, and the failure record cleared."""
+        repeats: list[JournalEntry] = []
         stamp = now_iso(now)
         sid = run.sentry_id
         with self.atomic():
@@ -582,6 +592,9 @@ class Store:
                     [sid, *keep],
                 )
             for entry in run.journal:
+                if entry.action in REPEATABLE and self._latest(sid, entry.field) == (entry.action, entry.value):
+                    repeats.append(entry)  # the same conflict or unmapped value as last time: said once
+                    continue
                 self._journal(cycle_id, sid, run.tracker_key, entry, stamp)
             for settled in sorted(run.settled - set(run.conflicts)):
                 self.db.execute(
@@ -597,7 +610,7 @@ class Store:
                                 [sid, pending.key, pending.kind, pending_to_json(pending), stamp])
             if run.error is None:
                 self.db.execute("DELETE FROM failures WHERE sentry_id = ?", [sid])
-
+        return repeats
     def add_relinked(self, link: Link, baselines: Mapping[Field, Pair], conflicts: Mapping[Field, Pair]) -> None:
         """A link rebuilt by `relink` with its baselines and recorded disagreements, in one
         transaction: a link without baselines would look new to the next sync and be written."""
@@ -662,6 +675,23 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [stamp, cycle_id, sid, key, e.side, e.field, e.action, e.value, e.outcome, e.detail],
         )
+
+    def _latest(self, sentry_id: str, field: str) -> tuple[str, str] | None:
+        """The action and value of a link's newest journal entry for one field."""
+        row = self.db.execute("SELECT action, value FROM journal WHERE sentry_id = ? AND field = ? "
+                              "ORDER BY id DESC LIMIT 1", [sentry_id, field]).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def prune(self, before: datetime) -> dict[str, int]:
+        """Forget journal entries and cycles older than `before` (state.keep_days), keeping the
+        last successful cycle whatever its age (`status` and /healthz read it)."""
+        stamp = now_iso(before)
+        with self.atomic():
+            journal = self.db.execute("DELETE FROM journal WHERE at < ?", [stamp]).rowcount
+            cycles = self.db.execute(
+                "DELETE FROM cycles WHERE started < ? AND finished IS NOT NULL AND id NOT IN "
+                "(SELECT id FROM cycles WHERE ok = 1 AND dry_run = 0 ORDER BY finished DESC LIMIT 1)", [stamp]).rowcount
+        return {"journal": journal, "cycles": cycles}
 
     def journal(self, sentry_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         if sentry_id is None:

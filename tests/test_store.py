@@ -46,7 +46,7 @@ def test_schema_is_migrated_once_and_wal_is_on(tmp_path: Path) -> None:
     again = Store.open(tmp_path / "s.db")
     names = [r["name"] for r in again.db.query("SELECT name FROM _sqlite_migrations")]
     assert names == ["m001_initial", "m002_backlinks", "m003_tracker_cache", "m004_outcomes",
-                     "m005_intent_backoff", "m006_one_note_per_attempt"]
+                     "m005_intent_backoff", "m006_one_note_per_attempt", "m007_history_by_time"]
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -18,6 +18,7 @@ import contextlib
 import email.utils
 import functools
 import json
+import logging
 import random
 import re
 import ssl
@@ -37,11 +38,15 @@ from bridge.errors import (
     ConflictError,
     NotFoundError,
     RateLimitedError,
+    RedirectedError,
     RejectedError,
     RemoteError,
+    TimedOutError,
     TransientError,
     UnreachableError,
 )
+
+log = logging.getLogger("bridge.http")
 
 EXCERPT_CHARS = 200
 # At most this many pacing waits before a request is sent anyway.
@@ -284,6 +289,7 @@ class ApiHttp:
         self.stats = RequestStats()
         self.pacer = Pacer(clock)
         self._sleep = sleep
+        self._timeout = timeout
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers=dict(headers),
@@ -295,6 +301,25 @@ class ApiHttp:
 
     def __repr__(self) -> str:
         return f"ApiHttp({self.service!r}, {str(self._client.base_url)!r})"
+
+    @property
+    def host(self) -> str:
+        return self._client.base_url.host or str(self._client.base_url)
+
+    def _why_no_connection(self, error: httpx.ConnectError) -> str:
+        """The reason in words: a certificate nobody trusts, a refused port, a name that does not
+        resolve (the exception's own text names the cause; it holds no header, so no token)."""
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(error):
+            return f"certificate verify failed for {self.host}"
+        text = str(error) or type(error).__name__
+        if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+            return f"cannot resolve {self.host} (DNS): {text}"
+        if "Connection refused" in text:
+            return f"connection refused by {self.host}: nothing listens on that port"
+        return f"cannot connect to {self.host}: {text}"
 
     def close(self) -> None:
         self._client.close()
@@ -338,6 +363,12 @@ class ApiHttp:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             self.stats.record_retry(label)
+            error = state.outcome.exception() if state.outcome else None
+            pause = state.next_action.sleep if state.next_action else 0.0
+            log.debug("%s %s: %s; retry %d of %d in %.1f s", self.service, endpoint,
+                      error.describe(body=False) if isinstance(error, RemoteError) else error,
+                      state.attempt_number, max(1, self.policy.attempts) - 1, pause if self.policy.waits else 0.0,
+                      extra={"event": "http.retry", "service": self.service})
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, self.policy.attempts))
@@ -390,12 +421,15 @@ class ApiHttp:
                 answer = self._client.request(
                     method, url, params=params, json=json_body, headers=dict(headers) if headers else None
                 )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        except httpx.ConnectTimeout:
             self.stats.record(method, "connect-error", label)
-            raise UnreachableError(f"cannot connect: {type(exc).__name__}", **common) from None
-        except httpx.TimeoutException as exc:
+            raise UnreachableError(f"no connection to {self.host} within {self._timeout:g} s", **common) from None
+        except httpx.ConnectError as exc:
+            self.stats.record(method, "connect-error", label)
+            raise UnreachableError(self._why_no_connection(exc), **common) from None
+        except httpx.TimeoutException:
             self.stats.record(method, "timeout", label)
-            raise TransientError(f"timed out: {type(exc).__name__}", **common) from None
+            raise TimedOutError(f"no answer from {self.host} within {self._timeout:g} s", **common) from None
         except httpx.TransportError as exc:
             self.stats.record(method, "transport-error", label)
             raise TransientError(f"connection failed: {type(exc).__name__}", **common) from None
@@ -404,6 +438,10 @@ class ApiHttp:
         response = answer
         self.stats.record(method, response.status_code, label)
         status = response.status_code
+        if 300 <= status < 400:
+            where = response.headers.get("location") or "(no Location given)"
+            raise RedirectedError(f"{self.host} answered {status}, a redirect to {where}; not followed (the token "
+                                  "would go with it)", **common, status=status)
         if status < 400:
             return response
         body = excerpt(response.text)

@@ -13,7 +13,7 @@ from typing import Any
 from bridge.core.actions import Action, RecordConflict, ReportUnmapped, changes, describe, is_write
 from bridge.core.outcomes import JournalEntry, Pending, Settlement
 from bridge.core.plan import LinkState
-from bridge.core.values import Field, Pair
+from bridge.core.values import Field, Pair, text
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,8 @@ class LinkRun:
 
     def record(self, action: RecordConflict) -> None:
         self.conflicts[action.field] = action.pair
-        self.journal.append(JournalEntry("both", action.field, "conflict", "", "recorded", action.reason))
+        both = f"sentry={text(action.pair.sentry)} tracker={text(action.pair.tracker)}"
+        self.journal.append(JournalEntry("both", action.field, "conflict", both, "recorded", action.reason))
 
     def base(self, name: Field) -> Pair | None:
         """The field's baseline as it stands now (moved by this run, or as loaded)."""

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.clients.sentry import SentryClient
@@ -29,7 +29,7 @@ from bridge.core.fields import FOLLOWERS, snapshot
 from bridge.core.guard import MassChangeGuard
 from bridge.core.linkrun import Link, LinkRun
 from bridge.core.mapping import UserMap
-from bridge.core.outcomes import Pending
+from bridge.core.outcomes import JournalEntry, Pending
 from bridge.core.plan import LinkState, Policy, plan_for
 from bridge.core.report import SUMMARY_LOG_FIELDS, CycleReport
 from bridge.core.workflow import WorkflowCache
@@ -41,7 +41,7 @@ from bridge.engine.relink import relink
 from bridge.engine.transitions import StatusWalker
 from bridge.errors import BridgeError, RemoteError
 from bridge.history import TrackerHistory
-from bridge.store import Store, slim_tracker
+from bridge.store import REPEATABLE, Store, slim_tracker
 
 log = logging.getLogger("bridge.engine")
 
@@ -67,6 +67,7 @@ class Engine:
         self.workflows = WorkflowCache()
         # Set from a signal handler: the link in progress finishes, no new link starts.
         self.stop_requested = threading.Event()
+        self._pruned_at: datetime | None = None
         self._store, self._sentry, self._tracker = store, sentry, tracker
         self._wire()
         self._users: UserMap | None = None
@@ -108,7 +109,8 @@ class Engine:
             return self.clock()
 
         self.reader = Reader(self.settings, self._sentry, self._tracker, now)
-        self.walker = StatusWalker(self._tracker, self.workflows, self._tracker.http.policy.attempts)
+        self.walker = StatusWalker(self._tracker, self.workflows, self._tracker.http.policy.attempts,
+                                   self.settings.mapping.status)
         self.creator = Creator(self.settings, self._store, self._sentry, self._tracker, self.reader, now,
                                self.stop_requested.is_set)
         self.history = TrackerHistory(self._tracker, self.settings.sync.overlap_seconds)
@@ -140,6 +142,16 @@ class Engine:
         if self._since_full is None or self.store.cursor(TRACKER_CURSOR) is None:
             return True
         return self._since_full + 1 >= self.settings.sync.full_resync_every
+
+    def _prune(self, now: datetime) -> None:
+        """Journal and cycle history older than state.keep_days go, at most once an hour."""
+        if self._pruned_at is not None and now - self._pruned_at < timedelta(hours=1):
+            return
+        self._pruned_at = now
+        gone = self.store.prune(now - timedelta(days=self.settings.state.keep_days))
+        if any(gone.values()):
+            log.info("pruned %d journal entries and %d cycles older than %d days", gone["journal"], gone["cycles"],
+                     self.settings.state.keep_days, extra={"event": "state.pruned"})
 
     def run_cycle(self, *, dry_run: bool = False, respect_backoff: bool = False, backfill: bool = False,
                   force: bool = False, full: bool | None = None) -> CycleReport:
@@ -176,6 +188,7 @@ class Engine:
         summary = report.summary()
         if report.cycle_id is not None:
             self.store.finish_cycle(report.cycle_id, summary, report.finished)
+            self._prune(report.finished)
         log.info(
             "cycle %s: %d links, writes sentry=%d tracker=%d, %d failed, %d conflicts, %.2fs (cpu %.2fs)",
             "planned" if dry_run else "done",
@@ -372,11 +385,25 @@ class Engine:
         owns = bool(run.tracker) and bool(run.state.owned or run.owned_added)
         read = FOLLOWERS.read_tracker(run.tracker, users) if owns else None
         seen = read if isinstance(read, frozenset) else None
-        self.store.commit_run(run, report.cycle_id, self.clock(), followers_seen=seen)
+        repeats = self.store.commit_run(run, report.cycle_id, self.clock(), followers_seen=seen)
+        self._warn_news(run, repeats)
         if run.tracker_seen is not None:
             self.store.cache_tracker([run.tracker_seen], self.clock())
         if run.error is not None:
             self._fail(report, run, run.error, False)
+
+    @staticmethod
+    def _warn_news(run: LinkRun, repeats: list[JournalEntry]) -> None:
+        """A conflict or a value without a counterpart is warned about once: while it stays the
+        same, later cycles neither journal it nor warn again (debug level only)."""
+        for entry in run.journal:
+            if entry.action not in REPEATABLE:
+                continue
+            event = "link.conflict" if entry.action == "conflict" else "link.unmapped"
+            level = logging.DEBUG if entry in repeats else logging.WARNING
+            what = "conflict" if entry.action == "conflict" else "not synced"
+            log.log(level, "%s <-> %s %s %s: %s", run.sentry_id, run.tracker_key, entry.field, what, entry.detail,
+                    extra={"event": event, "link": run.sentry_id, "field": entry.field})
 
     def _fail(self, report: CycleReport, run: LinkRun, text: str, dry_run: bool) -> None:
         run.error = text

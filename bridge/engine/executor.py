@@ -126,14 +126,10 @@ class Executor:
             elif isinstance(action, Adopt):
                 run.adopt(action.field, action.pair)
             elif isinstance(action, RecordConflict):
-                run.record(action)
-                log.warning("conflict on %s %s: %s", run.sentry_id, action.field, action.reason,
-                            extra={"event": "link.conflict", "link": run.sentry_id, "field": action.field})
+                run.record(action)  # warned about when committed, and only when it is news
             elif isinstance(action, ReportUnmapped):
                 run.journal.append(JournalEntry(action.side, action.field, "unmapped", action.value, "skipped",
                                                 action.reason))
-                log.warning("not synced, %s", action.reason,
-                            extra={"event": "link.unmapped", "link": run.sentry_id, "field": action.field})
             else:
                 if is_patch(action) and stale_version:
                     stale_version = False

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.clients.tracker import TrackerClient
-from bridge.config import TrackerTarget
+from bridge.config import StatusMapping, TrackerTarget
 from bridge.core.mapping import tracker_status
 from bridge.core.outcomes import Observation, Seen
 from bridge.core.workflow import Transition, WorkflowCache, next_transition, parse_transitions
@@ -84,10 +84,12 @@ class Walk:
 class StatusWalker:
     """Walks issues through their workflows; the transitions learned are shared by all walks."""
 
-    def __init__(self, tracker: TrackerClient, workflows: WorkflowCache, attempts: int) -> None:
+    def __init__(self, tracker: TrackerClient, workflows: WorkflowCache, attempts: int,
+                 table: StatusMapping | None = None) -> None:
         self.tracker = tracker
         self.workflows = workflows
         self.attempts = max(1, attempts)
+        self.table = table  # [mapping.status]: to name the rows behind a target Tracker lacks
         self._status_types: dict[str, str] | None = None
         self._types_lock = threading.Lock()
 
@@ -102,6 +104,11 @@ class StatusWalker:
                     str((issue.get("type") or {}).get("key") or ""))
         walk = Walk(target)
         current = tracker_status(issue)
+        missing = self.unknown_target(target.status)
+        if missing is not None and current != target.status:
+            # A typo in the mapping must never walk a real ticket around looking for it.
+            walk.error = RejectedError(missing, service="tracker", endpoint=f"transitions of {key}")
+            return walk
         try:
             while current != target.status:
                 if walk.executed >= MAX_TRANSITION_STEPS:
@@ -207,6 +214,17 @@ class StatusWalker:
                 return None
             # It did not land: nothing changed, so the same step may be tried again at once.
         return None
+
+    def unknown_target(self, status: str) -> str | None:
+        """The operator's sentence when Tracker has no status `status` at all (None when it has,
+        or when the statuses cannot be read: the walk then finds out step by step)."""
+        types = self._types()
+        if types is None or status in types:
+            return None
+        rows = [f'mapping.status.to_tracker.{state} = "{t.status}"'
+                for state, t in sorted((self.table.to_tracker if self.table else {}).items()) if t.status == status]
+        known = ", ".join(sorted(types)[:12]) + (", ..." if len(types) > 12 else "")
+        return f'{" and ".join(rows) or f"target {status!r}"}: Tracker has no status "{status}" (it has {known})'
 
     def _resolution_for(self, status: str, target: TrackerTarget) -> str | None:
         """The target's resolution on the last step, and on any step through a done-type status
