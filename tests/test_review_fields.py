@@ -1,5 +1,5 @@
 """Review of "fields as data" (issue 12) and priority: each test failed on the reviewed code
-(306b17c + 6d4c... "Keep Tracker aliases"), and passes since the mends.
+(306b17c and 97c2e5a), and passes since the mends (f1a6cf6).
 
 Through the real CLI over loopback HTTP (`bridge_env`), like tests/test_priority.py.
 """
@@ -12,23 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT, BridgeEnv
+from tests.test_priority import journal, s_priority, t_priority
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def s_priority(env: BridgeEnv, sid: str) -> str | None:
-    return env.s_issue(sid).get("priority")
-
-
-def t_priority(env: BridgeEnv, key: str) -> str | None:
-    return (env.t_issue(key).get("priority") or {}).get("key")
-
-
-def journal(env: BridgeEnv, sid: str) -> list[tuple[str, str, str, str]]:
-    with sqlite3.connect(env.state_path) as db:
-        rows = db.execute("SELECT field, action, value, outcome FROM journal WHERE sentry_id = ? ORDER BY id",
-                          [sid]).fetchall()
-    return [tuple(r) for r in rows]
 
 
 @pytest.fixture
