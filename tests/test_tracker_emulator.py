@@ -512,6 +512,12 @@ def test_search_query_subset(emu: TrackerEmulator, api: httpx.Client) -> None:
     assert keys_of(search(api, {"query": q})) == [k1]
     assert keys_of(search(api, {"query": "Queue: OPS Assignee: empty()"})) == [k2]
     assert_error(search(api, {"query": "Queue: OPS Priority: changed(to: high)"}), 400)
+    # Forms of the real language the emulator does not evaluate are refused, never answered with
+    # an empty list that looks real.
+    for unsupported in ("Queue: OPS Status: !closed", "Queue: OPS Status: open, inProgress",
+                        "Queue: OPS Key: >OPS-1", "Queue: OPS Assignee: me()", "Queue: OPS Status: ~clos"):
+        assert_error(search(api, {"query": unsupported}), 400)
+    assert keys_of(search(api, {"query": 'Queue: OPS Status: "open"'})) == [k1, k2]
 
 
 def test_search_pages_with_totals_link_next_and_seek(emu: TrackerEmulator, api: httpx.Client) -> None:

@@ -1517,7 +1517,14 @@ class TrackerEmulator(EmulatorBase):
                     order.append((field_name, len(words) > 1 and words[1].lower() == "desc"))
             elif kind == "eq":
                 name = m.group(1).lower()
-                value = m.group(2).strip('"')
+                raw = m.group(2)
+                value = raw.strip('"')
+                if not raw.startswith('"') and (raw[:1] in "!~<>#(" or raw.endswith(",") or
+                                                ("(" in raw and raw.lower() != "empty()")):
+                    # Negation, ranges, lists, functions: real forms this emulator does not
+                    # evaluate.  Refused, never answered with an empty list that looks real.
+                    at = text[m.start():m.start() + 40]
+                    raise _Fail(400, f"The emulator does not understand the query at: {at!r}")
                 predicates.append(self._eq_predicate(name, value))
         return predicates, order
 
