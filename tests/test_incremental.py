@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.test_engine import World, make_world
 
 
@@ -107,3 +109,24 @@ def test_status_change_costs_one_tracker_request_once_the_workflow_is_known(tmp_
     assert report.writes("tracker") == 1 and w.t_status(kb) == "closed"
     writes = [r for r in w.tracker.requests() if r.path != "/v3/issues/_search"]
     assert [(r.method, r.path) for r in writes] == [("POST", f"/v3/issues/{kb}/transitions/close/_execute")]
+
+
+@pytest.mark.parametrize("offset_hours", [-5, 3])
+def test_no_change_is_missed_however_the_server_reads_dates_without_an_offset(tmp_path: Path,
+                                                                             offset_hours: int) -> None:
+    """The reference does not say in which time zone Tracker reads a date sent without an
+    offset.  The emulator reads them at UTC-5 and at UTC+3 here; the bridge sends its cursor
+    with an explicit offset, so incremental cycles see every change either way."""
+    w, clock = world_with_clock(tmp_path, overlap_seconds=0, full_resync_every=1000)
+    w.tracker.naive_dates_offset = timedelta(hours=offset_hours)
+    links = [w.pair() for _ in range(3)]
+    assert w.cycle().full
+    for n, (sid, key) in enumerate(links):
+        clock.now += timedelta(minutes=2)
+        w.tracker.set_status(key, "closed", resolution="fixed")
+        report = w.cycle()
+        assert not report.full and report.ok
+        assert w.s_status(sid) == "resolved", f"change {n} missed by an incremental cycle"
+    searches = [r.body for r in w.tracker.requests("POST", r"/_search$")]
+    since = searches[-1]["filter"]["updatedAt"]["from"]
+    assert since.endswith("+0000") and "." in since, since  # YYYY-MM-DDThh:mm:ss.sss+hhmm

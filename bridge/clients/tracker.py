@@ -18,6 +18,7 @@ Facts it relies on (see `reference/tracker-api.md`):
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -37,6 +38,14 @@ ISSUE_TYPES: dict[str, tuple[type, ...]] = {
     "key": (str,), "status": (dict,), "assignee": (dict, _NONE), "followers": (list, _NONE),
     "queue": (dict, _NONE), "type": (dict, _NONE), "updatedAt": (str, _NONE),
 }
+
+
+def tracker_time(moment: datetime) -> str:
+    """A moment in the documented form of Tracker dates, `YYYY-MM-DDThh:mm:ss.sss±hhmm`, always
+    with its offset: how the server reads a date without one is not documented (a server that
+    read it west of UTC would skip every change made since, with no error)."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
 class TrackerClient:

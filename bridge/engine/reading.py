@@ -13,11 +13,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.clients.sentry import SentryClient
-from bridge.clients.tracker import TrackerClient
+from bridge.clients.tracker import TrackerClient, tracker_time
 from bridge.config import Settings
 from bridge.core.fields import sentry_kept
 from bridge.core.linkrun import Link
@@ -236,7 +236,7 @@ class Reader:
         queues = sorted({key.rsplit("-", 1)[0] for key in linked} | {self.settings.tracker.queue})
         found: Issues = {}
         newest: datetime | None = None
-        flt = {"queue": queues, "updatedAt": {"from": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")}}
+        flt = {"queue": queues, "updatedAt": {"from": tracker_time(since)}}
         for issue in self.tracker.iter_search(filter=flt):
             stamp = parse_time(issue.get("updatedAt"))
             if stamp is not None and (newest is None or stamp > newest):

@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from bridge.sandbox.http import EmulatorBase, EmuRequest, EmuResponse, Fault, LoggedRequest, json_response
@@ -192,15 +192,18 @@ def format_ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
-def parse_when(text: Any) -> datetime:
-    """A date or date-time given in a filter or query; naive values are UTC (an assumption)."""
+def parse_when(text: Any, naive_offset: timedelta = timedelta(0)) -> datetime:
+    """A date or date-time given in a filter or query; naive values are read at `naive_offset`
+    (UTC unless a test says otherwise: the real server's choice is not documented)."""
     if not isinstance(text, str):
         raise _Fail(422, f"Invalid date {text!r}")
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise _Fail(422, f"Invalid date {text!r}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone(naive_offset)).astimezone(UTC)
+    return moment.astimezone(UTC)
 
 
 def _dedupe(values: Iterable[Any]) -> list[Any]:
@@ -356,6 +359,9 @@ class TrackerEmulator(EmulatorBase):
         self.conflict_status = conflict_status
         self.omit_unset = omit_unset
         self.version_cap = version_cap
+        # How a date without an offset in a filter or query is read.  The reference leaves it
+        # open; tests set UTC-5 or UTC+3 to prove the bridge never relies on it.
+        self.naive_dates_offset = timedelta(0)
         self.rate_limit_per_second = rate_limit_per_second
         self.retry_after_on_429 = retry_after_on_429
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
@@ -1462,13 +1468,13 @@ class TrackerEmulator(EmulatorBase):
                 raise _Fail(422, f"A range is not supported for {name}")
             if have is None:
                 return False
-            low = parse_when(wanted["from"]) if wanted.get("from") is not None else None
-            high = parse_when(wanted["to"]) if wanted.get("to") is not None else None
+            low = parse_when(wanted["from"], self.naive_dates_offset) if wanted.get("from") is not None else None
+            high = parse_when(wanted["to"], self.naive_dates_offset) if wanted.get("to") is not None else None
             return (low is None or have >= low) and (high is None or have <= high)
         if kind == "array":
             return any(self._match_value((items or "string", None), h, wanted, name) for h in have or [])
         if kind == "datetime":
-            return have is not None and have == parse_when(wanted)
+            return have is not None and have == parse_when(wanted, self.naive_dates_offset)
         if kind == "user":
             return have is not None and have == self._resolve_user(wanted)
         if kind in _CATALOG_KINDS:
@@ -1508,7 +1514,7 @@ class TrackerEmulator(EmulatorBase):
                 predicates.append(self._queue_predicate({p.strip().upper() for p in m.group(1).split(",")}))
             elif kind == "date":
                 name = _FILTER_ALIASES[m.group(1).lower()]
-                op, when = m.group(2), parse_when(m.group(3))
+                op, when = m.group(2), parse_when(m.group(3), self.naive_dates_offset)
                 predicates.append(self._date_predicate(name, op, when))
             elif kind == "sort":
                 for part in m.group(1).split(","):
