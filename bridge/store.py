@@ -28,6 +28,7 @@ from bridge.core.linkrun import Link, LinkRun
 from bridge.core.outcomes import WROTE_OUTCOMES, JournalEntry, Pending, pending_from_json, pending_to_json
 from bridge.core.plan import LinkState
 from bridge.core.values import Field, Pair, Value, decode_value, encode_value, shown
+from bridge.core.workflow import Transition
 from bridge.errors import LockHeldError, StateFileError
 
 SCHEMA = sqlite_utils.Migrations("sentry-tracker-bridge")
@@ -221,9 +222,18 @@ def m007_history_by_time(db: sqlite_utils.Database) -> None:
     db.executescript("CREATE INDEX journal_at ON journal(at); CREATE INDEX cycles_started ON cycles(started);")
 
 
+@SCHEMA()
+def m008_workflow(db: sqlite_utils.Database) -> None:
+    """The transitions learned per (queue, issue type, status): a one-shot run starts from what
+    earlier runs learned instead of walking tickets around to learn it again."""
+    db.execute(
+        "CREATE TABLE workflow (queue TEXT NOT NULL, issue_type TEXT NOT NULL, status TEXT NOT NULL, "
+        "transitions TEXT NOT NULL, learned_at TEXT NOT NULL, PRIMARY KEY (queue, issue_type, status))")
+
+
 # Every migration this version knows, in order: a file with any other was written by a newer one.
 MIGRATIONS = ("m001_initial", "m002_backlinks", "m003_tracker_cache", "m004_outcomes", "m005_intent_backoff",
-              "m006_one_note_per_attempt", "m007_history_by_time")
+              "m006_one_note_per_attempt", "m007_history_by_time", "m008_workflow")
 
 
 # -- the state file itself ---------------------------------------------------------------------
@@ -681,6 +691,29 @@ class Store:
         row = self.db.execute("SELECT action, value FROM journal WHERE sentry_id = ? AND field = ? "
                               "ORDER BY id DESC LIMIT 1", [sentry_id, field]).fetchone()
         return (str(row[0]), str(row[1])) if row else None
+
+    def workflow(self, since: datetime) -> list[tuple[tuple[str, str, str], tuple[Transition, ...]]]:
+        """The transitions learned since `since` (older knowledge is learned again: a queue's
+        workflow can be edited)."""
+        rows = self._rows("SELECT queue, issue_type, status, transitions FROM workflow WHERE learned_at >= ?",
+                          (now_iso(since),))
+        return [((r["queue"], r["issue_type"], r["status"]),
+                 tuple(Transition(str(t[0]), str(t[1])) for t in json.loads(r["transitions"]))) for r in rows]
+
+    def save_workflow(self, entries: Iterable[tuple[tuple[str, str, str], tuple[Transition, ...]]],
+                      now: datetime | None = None) -> None:
+        """Keep what is known now: an entry that changed (or is new) is stamped now, one that did
+        not keeps its time (so it still ages out), one known no more is dropped."""
+        stamp = now_iso(now)
+        wanted = {key: json.dumps([[tr.id, tr.to] for tr in moves]) for key, moves in entries}
+        with self.atomic():
+            kept = {(r[0], r[1], r[2]): r[3] for r in
+                    self.db.execute("SELECT queue, issue_type, status, transitions FROM workflow").fetchall()}
+            for key in set(kept) - set(wanted):
+                self.db.execute("DELETE FROM workflow WHERE queue = ? AND issue_type = ? AND status = ?", list(key))
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO workflow VALUES (?, ?, ?, ?, ?)",
+                [(*key, data, stamp) for key, data in wanted.items() if kept.get(key) != data])
 
     def prune(self, before: datetime) -> dict[str, int]:
         """Forget journal entries and cycles older than `before` (state.keep_days), keeping the

@@ -235,8 +235,6 @@ def test_a_create_refused_before_its_intent_row_stays_a_candidate(tmp_path: Path
 # ==    README) every run explores an unreachable target again by walking the ticket around =====
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 item 1: the learned workflow and unreachable targets are not "
-                                       "kept in the state file yet, so each one-shot sync explores again")
 def test_an_unreachable_target_is_not_walked_around_by_every_sync_run(bridge_env: BridgeEnv) -> None:
     env = bridge_env
     # closed cannot be reached from open: open -> inProgress <-> needInfo, inProgress -> open.

@@ -46,7 +46,7 @@ def test_schema_is_migrated_once_and_wal_is_on(tmp_path: Path) -> None:
     again = Store.open(tmp_path / "s.db")
     names = [r["name"] for r in again.db.query("SELECT name FROM _sqlite_migrations")]
     assert names == ["m001_initial", "m002_backlinks", "m003_tracker_cache", "m004_outcomes",
-                     "m005_intent_backoff", "m006_one_note_per_attempt", "m007_history_by_time"]
+                     "m005_intent_backoff", "m006_one_note_per_attempt", "m007_history_by_time", "m008_workflow"]
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -231,3 +231,20 @@ def test_the_tracker_cache_keeps_what_the_declared_fields_read_and_the_aliases()
     assert slim_tracker(issue) == {"key": "OPS-1", "version": 3, "status": {"key": "open", "id": "1"},
                                    "assignee": {"id": "12"}, "followers": [{"id": "12"}],
                                    "priority": {"key": "blocker", "id": "5"}, "aliases": ["OLD-7"]}
+
+
+def test_the_learned_workflow_is_kept_and_ages_out(store: Store) -> None:
+    from bridge.core.workflow import Transition
+
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    opened = (("OPS", "bug", "open"), (Transition("start_progress", "inProgress"),))
+    closed = (("OPS", "bug", "closed"), (Transition("reopen", "open"),))
+    store.save_workflow([opened, closed], t0)
+    assert sorted(store.workflow(t0)) == sorted([opened, closed])
+    # A day later only `closed` changed: it is stamped anew, `open` keeps its time and ages out.
+    changed = (("OPS", "bug", "closed"), (Transition("reopen", "open"), Transition("x", "inProgress")))
+    store.save_workflow([opened, changed], t0 + timedelta(days=1))
+    assert store.workflow(t0 + timedelta(hours=1)) == [changed]
+    # What is known no more is dropped.
+    store.save_workflow([changed], t0 + timedelta(days=1))
+    assert store.workflow(t0 - timedelta(days=1)) == [changed]

@@ -41,6 +41,7 @@ class WorkflowCache:
 
     _known: dict[tuple[str, str, str], tuple[Transition, ...]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    version: int = 0  # moves with every change: what the store has saved is compared against it
 
     def get(self, queue: str, issue_type: str, status: str) -> tuple[Transition, ...] | None:
         with self._lock:
@@ -48,11 +49,19 @@ class WorkflowCache:
 
     def learn(self, queue: str, issue_type: str, status: str, transitions: tuple[Transition, ...]) -> None:
         with self._lock:
-            self._known[(queue, issue_type, status)] = transitions
+            if self._known.get((queue, issue_type, status)) != transitions:
+                self._known[(queue, issue_type, status)] = transitions
+                self.version += 1
 
     def forget(self, queue: str, issue_type: str, status: str) -> None:
         with self._lock:
-            self._known.pop((queue, issue_type, status), None)
+            if self._known.pop((queue, issue_type, status), None) is not None:
+                self.version += 1
+
+    def items(self) -> list[tuple[tuple[str, str, str], tuple[Transition, ...]]]:
+        """Everything known, as (queue, type, status) -> transitions (a copy)."""
+        with self._lock:
+            return list(self._known.items())
 
     def graph(self, queue: str, issue_type: str) -> dict[str, tuple[Transition, ...]]:
         """A copy: the known part of one workflow (status -> transitions out of it)."""

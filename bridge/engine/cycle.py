@@ -58,6 +58,10 @@ def _no_progress(label: str, total: int) -> Iterator[_Silent]:
     yield _Silent()
 
 
+# How long learned workflow transitions are trusted across runs.
+WORKFLOW_KEPT = timedelta(days=1)
+
+
 class Engine:
     def __init__(self, settings: Settings, store: Store, sentry: SentryClient, tracker: TrackerClient, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -65,6 +69,10 @@ class Engine:
         self.clock = clock
         self.policy = Policy.from_settings(settings)
         self.workflows = WorkflowCache()
+        # What earlier runs learned of the queues' workflows (a day at most: workflows get edited).
+        for key, moves in store.workflow(self.clock() - WORKFLOW_KEPT):
+            self.workflows.learn(*key, moves)
+        self._workflow_saved = self.workflows.version
         # Set from a signal handler: the link in progress finishes, no new link starts.
         self.stop_requested = threading.Event()
         self._pruned_at: datetime | None = None
@@ -189,6 +197,9 @@ class Engine:
         if report.cycle_id is not None:
             self.store.finish_cycle(report.cycle_id, summary, report.finished)
             self._prune(report.finished)
+            if self.workflows.version != self._workflow_saved:
+                self._workflow_saved = self.workflows.version
+                self.store.save_workflow(self.workflows.items(), report.finished)
         log.info(
             "cycle %s: %d links, writes sentry=%d tracker=%d, %d failed, %d conflicts, %.2fs (cpu %.2fs)",
             "planned" if dry_run else "done",
