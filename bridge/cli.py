@@ -73,17 +73,24 @@ class Context:
 
     @contextmanager
     def store(self, settings: Settings, *, lock: bool) -> Iterator[Store]:
-        """The store alone; `lock` for commands that write to it."""
-        holder = StateLock(settings.state.path) if lock else None
-        if holder:
-            holder.acquire()
+        """The store alone; `lock` for commands that write to it.  Without the lock the file is
+        only read: never created, never migrated under a process that holds it (FileNotFoundError
+        when there is none yet)."""
+        if not lock:
+            reader = Store.open_read_only(settings.state.path)
+            try:
+                yield reader
+            finally:
+                reader.close()
+            return
+        holder = StateLock(settings.state.path)
+        holder.acquire()
         store = Store.open(settings.state.path)
         try:
             yield store
         finally:
             store.close()
-            if holder:
-                holder.release()
+            holder.release()
 
     @property
     def is_terminal(self) -> bool:
@@ -144,8 +151,8 @@ def main(
     except BridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        return 128 + int(getattr(exc, "signum", 2))  # 130 for Ctrl-C, 143 for a repeated SIGTERM
 
 
 def report_remote_error(error: RemoteError) -> int:

@@ -23,6 +23,15 @@ log = logging.getLogger("bridge.interrupt")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+class StopNow(KeyboardInterrupt):
+    """A second stop signal: stop at once.  Carries the signal, so that the exit code says which
+    one it was (143 after SIGTERM, 130 after SIGINT)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 @dataclass
 class Stop:
     """What arrived, if anything: `exit_code` is the shell's 128 + signal number."""
@@ -48,7 +57,7 @@ def graceful_stop(flag: threading.Event) -> Iterator[Stop]:
         name = signal.Signals(signum)
         if stop.signals:
             log.warning("%s received again: stopping now", name.name, extra={"event": "cycle.stop_now"})
-            raise KeyboardInterrupt
+            raise StopNow(signum)
         stop.signals.append(name)
         flag.set()
         log.warning("%s received: finishing the links in hand, then stopping (again to stop at once)",

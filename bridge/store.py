@@ -219,7 +219,8 @@ REPEATABLE = ("conflict", "unmapped")
 @SCHEMA()
 def m007_history_by_time(db: sqlite_utils.Database) -> None:
     """Pruning by age (state.keep_days) reads the oldest rows first."""
-    db.executescript("CREATE INDEX journal_at ON journal(at); CREATE INDEX cycles_started ON cycles(started);")
+    db.execute("CREATE INDEX IF NOT EXISTS journal_at ON journal(at)")
+    db.execute("CREATE INDEX IF NOT EXISTS cycles_started ON cycles(started)")
 
 
 @SCHEMA()
@@ -245,15 +246,20 @@ def ensure_state_file(file: Path) -> bool:
     """Create the state file (0600: it names people and issues) if there is none; True when it
     was created.  A missing folder is an operator's mistake (a typo in state.path, a missing
     StateDirectory=), never a reason to start over with no links."""
+    if file.is_symlink() and not file.exists():
+        raise StateFileError(f"state file {file} is a link to {os.readlink(file)}, which does not exist (a volume "
+                             "not mounted?); fix the link or state.path")
     if file.exists():
         if not file.is_file():
             raise StateFileError(f"state file {file} is not a file; check state.path")
-        return False
+        return file.stat().st_size == 0  # empty: as good as new, and said so
     if not file.parent.is_dir():
         raise StateFileError(_no_folder(file))
     try:
         os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
+        if not file.is_file():
+            raise StateFileError(f"state file {file} is not a regular file; check state.path") from None
         return False  # another process made it just now
     except OSError as exc:
         raise StateFileError(f"state file {file} cannot be created in {file.parent} ({exc.strerror}); "
@@ -271,8 +277,15 @@ def check_state_file(db: sqlite_utils.Database, file: Path, *, writable: bool = 
     problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
     if problems:
         raise _damaged(file, "; ".join(problems[:3]))
+    applied = SCHEMA.applied(db)
+    # sqlite-utils makes its migrations table before the first migration: a first start cut short
+    # there leaves that table alone, which is ours, not another program's.
+    tables = [name for name in db.table_names() if not name.startswith("sqlite_") and name != SCHEMA.migrations_table]
+    if tables and not applied:
+        raise StateFileError(f"state file {file} is an SQLite database of another program (tables "
+                             f"{', '.join(sorted(tables)[:5])}); it was left untouched: correct state.path")
     known = set(MIGRATIONS)
-    unknown = [m.name for m in SCHEMA.applied(db) if m.name not in known]
+    unknown = [m.name for m in applied if m.name not in known]
     if unknown:
         raise StateFileError(f"state file {file} was written by a newer version of sentry-tracker-bridge "
                              f"(schema {unknown[-1]}); upgrade the program, or restore a copy made before")
@@ -319,6 +332,9 @@ def _damaged(file: Path, why: str) -> StateFileError:
 
 
 def _unwritable(file: Path, error: sqlite3.OperationalError | None) -> StateFileError:
+    if error is not None and not any(word in str(error) for word in ("readonly", "read-only", "unable to open")):
+        return StateFileError(f"state file {file} could not be used ({error}); check the disk and that no other "
+                              "program holds it, then run again")
     why = f" ({error})" if error is not None else ""
     return StateFileError(f"state file {file} cannot be written{why}: the file or its folder is read-only for "
                           "this user; give the service's user write access (SQLite also writes -wal and -shm "
@@ -601,9 +617,16 @@ class Store:
                     f"DELETE FROM owned_followers WHERE sentry_id = ? AND login NOT IN ({marks})",  # noqa: S608
                     [sid, *keep],
                 )
+            still_open = self._open_conflict_values(sid)
             for entry in run.journal:
-                if entry.action in REPEATABLE and self._latest(sid, entry.field) == (entry.action, entry.value):
-                    repeats.append(entry)  # the same conflict or unmapped value as last time: said once
+                if entry.action == "conflict":
+                    pair = run.conflicts.get(entry.field)
+                    now_values = None if pair is None else (encode(pair.sentry), encode(pair.tracker))
+                    same = now_values is not None and still_open.get(entry.field) == now_values
+                else:
+                    same = entry.action in REPEATABLE and self._latest(sid, entry.field) == (entry.action, entry.value)
+                if same:
+                    repeats.append(entry)  # the same open conflict or unmapped value as last time: said once
                     continue
                 self._journal(cycle_id, sid, run.tracker_key, entry, stamp)
             for settled in sorted(run.settled - set(run.conflicts)):
@@ -685,6 +708,11 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [stamp, cycle_id, sid, key, e.side, e.field, e.action, e.value, e.outcome, e.detail],
         )
+
+    def _open_conflict_values(self, sentry_id: str) -> dict[str, tuple[Any, Any]]:
+        rows = self.db.execute("SELECT field, sentry_value, tracker_value FROM conflicts "
+                               "WHERE sentry_id = ? AND resolved_at IS NULL", [sentry_id]).fetchall()
+        return {str(r[0]): (r[1], r[2]) for r in rows}
 
     def _latest(self, sentry_id: str, field: str) -> tuple[str, str] | None:
         """The action and value of a link's newest journal entry for one field."""
@@ -954,13 +982,16 @@ class Store:
         file = Path(path)
         if not file.parent.is_dir():
             raise StateFileError(_no_folder(file))
-        if not file.is_file():
+        if not file.is_file() or file.stat().st_size == 0:
             raise FileNotFoundError(str(file))
         connection = sqlite3.connect(f"{file.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout = 5000")
         db = sqlite_utils.Database(connection)
         try:
             check_state_file(db, file, writable=False)
+            if SCHEMA.pending(db):
+                raise StateFileError(f"state file {file} is from an older version of sentry-tracker-bridge; the next "
+                                     "sync (or the service) upgrades it, then run this again")
         except BaseException:
             connection.close()
             raise

@@ -398,14 +398,16 @@ def test_g_relink_crash_between_transactions_never_leaves_a_link_without_baselin
         # A fresh process after the crash: every link that exists has its baselines, so the
         # next cycle writes nothing (relink records disagreement as a conflict, never writes).
         problems: list[str] = []
-        if env.status_json()["links"]:  # (opening the state file also finishes its set-up)
+        # (The dry run opens the state file for writing first, which finishes a set-up the crash
+        # cut short; `status` and `explain` only ever read it.)
+        plan = env.sync_json("--dry-run")
+        if plan["planned_writes"]:
+            problems.append(f"the next cycle writes: {planned_actions(plan)}")
+        if env.status_json()["links"]:
             for sid in ids:
                 shown = env.run("explain", "--json", sid)
                 if shown.code == 0 and not {"status", "assignee"} <= set(json.loads(shown.out)["baselines"]):
                     problems.append(f"{sid} has no baselines")
-        plan = env.sync_json("--dry-run")
-        if plan["planned_writes"]:
-            problems.append(f"the next cycle writes: {planned_actions(plan)}")
         # Relinking again after the crash completes the state, and still nothing is to be written.
         env.expect(0, "relink")
         plan = env.sync_json("--dry-run")

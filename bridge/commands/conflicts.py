@@ -66,8 +66,11 @@ def conflict_rows(store: Store) -> list[dict[str, Any]]:
 
 def run_list(ctx: Context) -> int:
     settings = ctx.settings(require_tokens=False)
-    with ctx.store(settings, lock=False) as store:
-        rows = conflict_rows(store)
+    try:
+        with ctx.store(settings, lock=False) as store:
+            rows = conflict_rows(store)
+    except FileNotFoundError:
+        rows = []  # no state file yet: nothing can be in conflict
     if ctx.args.json:
         ctx.print_json(rows)
         return EXIT_OK

@@ -98,8 +98,16 @@ def _seconds(value: float | None) -> str:
 
 def run(ctx: Context) -> int:
     settings = ctx.settings(require_tokens=False)
-    with ctx.store(settings, lock=False) as store:
-        data = status_data(store, process_alive=not StateLock.is_free(settings.state.path))
+    try:
+        with ctx.store(settings, lock=False) as store:
+            data = status_data(store, process_alive=not StateLock.is_free(settings.state.path))
+    except FileNotFoundError:
+        # Never created by looking: a typo in state.path must not leave an empty file behind.
+        if ctx.args.json:
+            ctx.print_json({"state_file": None, "links": 0})
+        else:
+            ctx.print(f"no state file at {settings.state.path} yet: nothing is linked (the first sync creates it)")
+        return EXIT_OK
     if ctx.args.json:
         ctx.print_json(data)
         return EXIT_OK

@@ -120,7 +120,7 @@ class Engine:
         self.walker = StatusWalker(self._tracker, self.workflows, self._tracker.http.policy.attempts,
                                    self.settings.mapping.status)
         self.creator = Creator(self.settings, self._store, self._sentry, self._tracker, self.reader, now,
-                               self.stop_requested.is_set)
+                               lambda: self.stop_requested.is_set())  # late: the daemon swaps the flag
         self.history = TrackerHistory(self._tracker, self.settings.sync.overlap_seconds)
 
     def users(self, *, refresh: bool) -> UserMap:
@@ -184,8 +184,9 @@ class Engine:
             # the cycle ends here, recorded; the next one is the retry.
             report.fatal = exc
             log.error("cycle aborted: %s", exc.describe(), extra={"event": "cycle.aborted"})
-        except BaseException:
+        except BaseException as exc:
             # A bug or a kill: still close the cycle's row, so `status` never shows it running.
+            report.interrupted = report.interrupted or isinstance(exc, KeyboardInterrupt)
             report.finished = self.clock()
             if report.cycle_id is not None:
                 self.store.finish_cycle(report.cycle_id, {**report.summary(), "ok": False}, report.finished)

@@ -104,11 +104,17 @@ class StatusWalker:
                     str((issue.get("type") or {}).get("key") or ""))
         walk = Walk(target)
         current = tracker_status(issue)
-        missing = self.unknown_target(target.status)
-        if missing is not None and current != target.status:
-            # A typo in the mapping must never walk a real ticket around looking for it.
-            walk.error = RejectedError(missing, service="tracker", endpoint=f"transitions of {key}")
-            return walk
+        if current != target.status:
+            if self._types() is None:
+                # Without the status list a typo cannot be told from a real target: no step now.
+                walk.error = TransientError("cannot read Tracker's statuses to check the target; tried again next "
+                                            "cycle", service="tracker", endpoint="GET statuses")
+                return walk
+            missing = self.unknown_target(target.status)
+            if missing is not None:
+                # A typo in the mapping must never walk a real ticket around looking for it.
+                walk.error = RejectedError(missing, service="tracker", endpoint=f"transitions of {key}")
+                return walk
         try:
             while current != target.status:
                 if walk.executed >= MAX_TRANSITION_STEPS:
