@@ -50,6 +50,32 @@ ignored = {{ status = "closed", resolution = "wontFix" }}
 """
 
 
+def seed(s: SentryEmulator, t: TrackerEmulator) -> list[tuple[str, str]]:
+    """People on both sides (alice and bob match by e-mail, carol through [mapping.users], dan has
+    no Tracker account) and five issues on each side, unlinked: the demo's and the sandbox's
+    starting point."""
+    s.add_project("backend")
+    for email, name in (("alice@example.com", "Alice"), ("bob@example.com", "Bob"),
+                        ("carol@corp.example", "Carol"), ("dan@example.com", "Dan")):
+        s.add_user(email, name)
+    for login, email in (("alice", "alice@example.com"), ("bob", "bob@example.com"),
+                         ("carol", "carol@example.com")):
+        t.add_user(login, email)
+    rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("ZeroDivisionError in billing.invoice_total", {}, {}),
+        ("Timeout talking to payments", {"status": "resolved", "substatus": None}, {}),
+        ("KeyError: 'user' in session middleware", {"status": "ignored", "substatus": "archived_forever"}, {}),
+        ("Database connection pool exhausted", {"assignee": "alice@example.com"}, {}),
+        ("TypeError in web/cart.js", {}, {}),
+    ]
+    pairs = []
+    for title, sentry_kw, tracker_kw in rows:
+        sid = s.add_issue("backend", title, **sentry_kw)
+        key = t.add_issue("OPS", title, **tracker_kw)
+        pairs.append((sid, key))
+    return pairs
+
+
 class Demo:
     def __init__(self, out: TextIO, folder: Path, retry_policy: RetryPolicy | None) -> None:
         self.out = out
@@ -73,27 +99,7 @@ class Demo:
         return code
 
     def seed(self) -> list[tuple[str, str]]:
-        s, t = self.sentry, self.tracker
-        s.add_project("backend")
-        for email, name in (("alice@example.com", "Alice"), ("bob@example.com", "Bob"),
-                            ("carol@corp.example", "Carol"), ("dan@example.com", "Dan")):
-            s.add_user(email, name)
-        for login, email in (("alice", "alice@example.com"), ("bob", "bob@example.com"),
-                             ("carol", "carol@example.com")):
-            t.add_user(login, email)
-        rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-            ("ZeroDivisionError in billing.invoice_total", {}, {}),
-            ("Timeout talking to payments", {"status": "resolved", "substatus": None}, {}),
-            ("KeyError: 'user' in session middleware", {"status": "ignored", "substatus": "archived_forever"}, {}),
-            ("Database connection pool exhausted", {"assignee": "alice@example.com"}, {}),
-            ("TypeError in web/cart.js", {}, {}),
-        ]
-        pairs = []
-        for title, sentry_kw, tracker_kw in rows:
-            sid = s.add_issue("backend", title, **sentry_kw)
-            key = t.add_issue("OPS", title, **tracker_kw)
-            pairs.append((sid, key))
-        return pairs
+        return seed(self.sentry, self.tracker)
 
     def run(self) -> int:
         pairs = self.seed()
