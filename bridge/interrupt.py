@@ -36,7 +36,6 @@ class StopNow(KeyboardInterrupt):
 class Stop:
     """What arrived, if anything: `exit_code` is the shell's 128 + signal number."""
 
-    flag: threading.Event
     signals: list[signal.Signals] = field(default_factory=list)
 
     @property
@@ -51,7 +50,7 @@ class Stop:
 @contextmanager
 def graceful_stop(flag: threading.Event) -> Iterator[Stop]:
     """Turn SIGTERM/SIGINT into `flag.set()` while the block runs (main thread only)."""
-    stop = Stop(flag)
+    stop = Stop()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum)

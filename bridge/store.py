@@ -617,7 +617,7 @@ class Store:
                     f"DELETE FROM owned_followers WHERE sentry_id = ? AND login NOT IN ({marks})",  # noqa: S608
                     [sid, *keep],
                 )
-            still_open = self._open_conflict_values(sid)
+            still_open = self._open_conflict_values(sid) if run.conflicts else {}
             for entry in run.journal:
                 if entry.action == "conflict":
                     pair = run.conflicts.get(entry.field)

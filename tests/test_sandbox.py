@@ -48,3 +48,17 @@ def test_sandbox_serves_a_ready_config_until_ctrl_c(tmp_path: Path) -> None:
         rest, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "sandbox stopped" in rest and "Traceback" not in err
+
+
+def test_a_port_in_use_is_a_sentence() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "bridge", "sandbox", "--sentry-port", str(port)],
+                                capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"--sentry-port {port}" in result.stderr and "Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -32,7 +32,6 @@ from bridge.store import Store
 #: What the taken side's baseline becomes: never a real value, so that side always looks changed.
 TAKEN = "(taken by the operator)"
 SIDES = ("sentry", "tracker")
-SCALARS: tuple[Field, ...] = SCALAR_FIELDS
 
 
 def register(subparsers: Any) -> None:
@@ -104,12 +103,12 @@ def fields_of(conflict: Mapping[str, Any], policy: Policy, loser: Side) -> list[
     field never writes the losing side.  A `flapping` hold (the bridge kept writing one link
     back and forth): every scalar field that may write the losing side, and the hold is lifted."""
     name = str(conflict["field"])
-    if name in SCALARS:
+    if name in SCALAR_FIELDS:
         if not policy.allows(name, loser):
             raise ConfigError([f"conflicts: cannot take the other side: sync.fields.{name} never writes "
                                f"{loser.title()}"])
         return [name]
-    return [f for f in SCALARS if policy.allows(f, loser)]
+    return [f for f in SCALAR_FIELDS if policy.allows(f, loser)]
 
 
 def run_resolve(ctx: Context) -> int:
@@ -214,6 +213,6 @@ def _said(ctx: Context, conflict: dict[str, Any], take: str, *, synced: bool) ->
 
 
 def _values(row: Mapping[str, Any]) -> str:
-    if row["field"] not in SCALARS:  # a hold (flapping): one detail, the link waits for a person
+    if row["field"] not in SCALAR_FIELDS:  # a hold (flapping): one detail, the link waits for a person
         return f"{text(row['sentry_value'])}; the link is held back until resolved"
     return f"sentry={text(row['sentry_value'])} tracker={text(row['tracker_value'])}"

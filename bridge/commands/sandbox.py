@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from bridge.cli import EXIT_OK, Context
+from bridge.errors import ConfigError
 
 LARGE = 1000
 
@@ -47,10 +48,15 @@ def run(ctx: Context) -> int:
     def stopping(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    try:
+        servers = (LoopbackServer(sentry, ctx.args.sentry_port), LoopbackServer(tracker, ctx.args.tracker_port))
+    except OSError as exc:
+        ports = f"--sentry-port {ctx.args.sentry_port}, --tracker-port {ctx.args.tracker_port}"
+        raise ConfigError([f"sandbox: cannot listen on 127.0.0.1 ({ports}): {exc.strerror}; choose free ports, "
+                           "or 0 for any"]) from None
     previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with LoopbackServer(sentry, ctx.args.sentry_port) as s_srv, \
-                LoopbackServer(tracker, ctx.args.tracker_port) as t_srv:
+        with servers[0] as s_srv, servers[1] as t_srv:
             config = CONFIG.format(sentry_url=s_srv.url, tracker_url=t_srv.url).replace(
                 'path = "demo.db"', 'path = "sandbox.db"')
             ctx.print(f"Sentry emulator:  {s_srv.url}  (token {SENTRY_TOKEN}; organization acme, project backend)")
