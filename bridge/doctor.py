@@ -28,8 +28,8 @@ from bridge.clients.tracker import TrackerClient
 from bridge.config import SENTRY_STATES, Settings, StatusMapping
 from bridge.core.fields import FIELDS
 from bridge.core.mapping import build_user_map, sentry_state_satisfies, status_to_sentry, status_to_tracker
-from bridge.core.workflow import Transition, parse_transitions, shortest_path
-from bridge.errors import AuthError, NotFoundError, RemoteError
+from bridge.core.workflow import Definition, Transition, parse_definition, parse_transitions, shortest_path
+from bridge.errors import AuthError, BadResponseError, NotFoundError, RemoteError
 from bridge.store import state_file_health
 
 Level = Literal["pass", "warn", "fail"]
@@ -132,6 +132,51 @@ def reach_level(result: Reach, *, explored: bool) -> Level:
     if result.unexplored:
         return "warn"
     return "fail" if not result.paths else "warn"
+
+
+def definition_verdict(
+    table: StatusMapping, queues: Mapping[str, Mapping[str, Definition]], *, to_tracker: bool, to_sentry: bool
+) -> tuple[Level, str, list[str]]:
+    """Judge the status mapping against the queues' defined workflows (queue -> issue type ->
+    definition).  Fail: a `to_tracker` target a workflow lacks (the bridge refuses to move issues
+    of that queue there), or a `to_sentry` key no queue has (never read).  Warn: statuses of a
+    workflow from which a target cannot be reached."""
+    fails: list[str] = []
+    warns: list[str] = []
+    every: set[str] = set()
+    for queue, by_type in sorted(queues.items()):
+        flows: dict[int, tuple[Definition, list[str]]] = {}  # one entry per workflow object
+        for itype, definition in by_type.items():
+            flows.setdefault(id(definition), (definition, []))[1].append(itype)
+        for definition, types in flows.values():
+            every |= definition.statuses
+            label = queue if len(flows) == 1 else f"{queue} ({', '.join(sorted(types))})"
+            shown = listed(sorted(definition.statuses), 20)
+            for state, target in sorted(table.to_tracker.items()) if to_tracker else ():
+                if target.status not in definition.statuses:
+                    fails.append(f'mapping.status.to_tracker.{state} = "{target.status}": queue {label} has no '
+                                 f'status "{target.status}" (it has {shown})')
+                    continue
+                stuck = sorted(definition.statuses - definition.leading_to(target.status))
+                if stuck:
+                    warns.append(f"mapping.status.to_tracker.{state} = \"{target.status}\": queue {label}'s "
+                                 f"workflow has no way there from {listed(stuck)}")
+    notes: list[str] = []
+    if to_sentry:
+        lacking = [f'mapping.status.to_sentry.{key}: no queue the bridge uses ({", ".join(sorted(queues))}) has '
+                   f'status "{key}"' for key in sorted(set(table.to_sentry) - every)]
+        # A row of the built-in table the queue lacks is harmless (never read); one the operator
+        # wrote is a mistake worth failing on.
+        if "to_sentry" in table.model_fields_set:
+            fails += lacking
+        else:
+            notes += [f"{row} (a built-in row: never read, harmless)" for row in lacking]
+    if fails:
+        return "fail", f"{len(fails)} mapping row(s) name a status the queue's workflow lacks", fails + warns + notes
+    if warns:
+        return "warn", f"{len(warns)} mapping row(s) cannot be reached from every status", warns + notes
+    return "pass", f"every status the mapping names is in {listed(sorted(queues))}'s workflow and reachable " \
+                   "from every status", notes
 
 
 def done_steps_without_resolution(
@@ -511,6 +556,7 @@ class Doctor:
         self.queue_statuses = {s for g in graphs.values() for s in g} | \
             {t.to for g in graphs.values() for moves in g.values() for t in moves}
         self.check_workflow(graphs, samples, errors, status_types)
+        self.check_definitions([queue_key, *self.route_queues(queue_key)])
         allowed = allowed_resolutions(queue.value)
         self.check_resolutions(status_types, [str(r["key"]) for r in resolutions.value], allowed)
         self.check_catalogs()
@@ -537,6 +583,47 @@ class Doctor:
             else:
                 self.add(name, "pass", f"all {len({v for _, v in named})} {spec.tracker_word} key(s) named in "
                                        f"[mapping.{spec.name}] exist")
+
+    def route_queues(self, main_queue: str) -> list[str]:
+        return sorted(set(self.settings.create.routes.values()) - {main_queue}) if self.settings.create.enabled else []
+
+    def check_definitions(self, queues: Sequence[str]) -> None:
+        """The queues' workflows as their admins defined them: every status the mapping names is
+        one of them, and every status can reach each target.  This is what the bridge checks
+        before any step; here it is shown for all statuses at once."""
+        fields = self.settings.sync.fields.status
+        if fields == "off":
+            return
+        found: dict[str, dict[str, Definition]] = {}
+        for queue in queues:
+            read = probe(partial(self._definitions, queue))
+            if not read.ok:
+                self.add(f"tracker: {queue} workflow definition", "warn", f"cannot read it: {read.why()}",
+                         "the bridge then checks mapping targets against the organisation's statuses only and "
+                         "finds paths step by step; let the robot read the queue's settings to have every target "
+                         "checked before a step")
+                continue
+            found[queue] = read.value
+        if found:
+            level, detail, notes = definition_verdict(self.settings.mapping.status, found,
+                                                      to_tracker=fields in ("both", "to_tracker"),
+                                                      to_sentry=fields in ("both", "to_sentry"))
+            advice = {"fail": "fix the [mapping.status] rows named below: use statuses the queue's workflow has",
+                      "warn": "issues in the statuses named below cannot be moved to that target: add transitions "
+                              "in the queue's workflow, or accept that those moves fail (retried with backoff)",
+                      "pass": ""}[level]
+            self.add("tracker: workflow definition", level, detail, advice, notes)
+
+    def _definitions(self, queue: str) -> dict[str, Definition]:
+        """Issue type -> its workflow as defined, for one queue."""
+        result: dict[str, Definition] = {}
+        for workflow_id, types in self.tracker.queue_workflows(queue).items():
+            definition = parse_definition(self.tracker.workflow(workflow_id))
+            if definition is None:
+                raise BadResponseError(f"workflow {workflow_id} has no steps doctor can read", service="tracker",
+                                       endpoint=f"GET workflows/{workflow_id}")
+            result.update((itype, definition) for itype in types)
+        return result
 
     def check_route_queues(self, main_queue: str) -> None:
         """Queues that `[create.routes]` sends new issues to must exist too."""

@@ -629,6 +629,8 @@ class Store:
                     repeats.append(entry)  # the same open conflict or unmapped value as last time: said once
                     continue
                 self._journal(cycle_id, sid, run.tracker_key, entry, stamp)
+            if run.error is None:
+                self._unmapped_over(cycle_id, run, stamp)
             for settled in sorted(run.settled - set(run.conflicts)):
                 self.db.execute(
                     "UPDATE conflicts SET resolved_at = ?, resolution = 'settled' "
@@ -708,6 +710,20 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [stamp, cycle_id, sid, key, e.side, e.field, e.action, e.value, e.outcome, e.detail],
         )
+
+    def _unmapped_over(self, cycle_id: int | None, run: LinkRun, stamp: str) -> None:
+        """A value without a counterpart that is gone (changed by a person, or now mapped) is
+        journaled as over, so that its return is said again rather than taken as a repeat."""
+        still = {e.field for e in run.journal if e.action == "unmapped"}
+        rows = self.db.execute(
+            "SELECT j.side, j.field, j.value FROM journal j WHERE j.sentry_id = ? AND j.action = 'unmapped' AND "
+            "j.id = (SELECT MAX(id) FROM journal WHERE sentry_id = j.sentry_id AND field = j.field)",
+            [run.sentry_id]).fetchall()
+        for side, name, value in rows:
+            if name not in still:
+                self._journal(cycle_id, run.sentry_id, run.tracker_key,
+                              JournalEntry(str(side), str(name), "unmapped_over", str(value), "settled",
+                                           "the value without a counterpart is gone"), stamp)
 
     def _open_conflict_values(self, sentry_id: str) -> dict[str, tuple[Any, Any]]:
         rows = self.db.execute("SELECT field, sentry_value, tracker_value FROM conflicts "

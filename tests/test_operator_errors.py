@@ -54,6 +54,105 @@ def test_a_status_the_tracker_lacks_is_never_walked_towards(bridge_env: BridgeEn
     assert 'mapping.status.to_sentry.reopened: Tracker has no status "reopened"' in notes
 
 
+def test_a_status_only_another_queue_has_is_never_walked_towards(bridge_env: BridgeEnv) -> None:
+    """The organisation has `testing` (queue DEV), OPS does not: the queue's workflow definition
+    says so before any step, instead of a walk through OPS looking for it."""
+    env = bridge_env
+    env.tracker.add_queue("DEV", workflow={"statuses": {"open": "new", "testing": "inProgress", "closed": "done"},
+                                           "transitions": {"open": {"test": "testing"}}})
+    sid, key = env.pair(status="resolved", substatus=None, tracker={"status": "closed", "resolution": "fixed"})
+    env.link((sid, key))
+    env.sync_json()
+    env.config(mapping={"status": {"to_tracker": {"unresolved": "testing", "unresolved.regressed": "testing"}}})
+    env.sentry.set_status(sid, "unresolved", substatus="ongoing")
+    env.expect(1, "sync", "--json")
+    assert env.t_state(key) == ("closed", "fixed")  # not one step taken
+    assert env.tracker.requests("POST", EXECUTE) == []
+    [failure] = env.status_json()["failures"]
+    expected = ('mapping.status.to_tracker.unresolved = "testing" and mapping.status.to_tracker.unresolved.regressed'
+                ' = "testing": queue OPS has no status "testing" (it has closed, inProgress, needInfo, open, resolved)')
+    assert expected in failure["error"], failure["error"]
+    # doctor fails on it, and on a to_sentry key no queue of the bridge has (DEV's status).
+    env.config(mapping={"status": {"to_sentry": {"open": "unresolved", "closed": "resolved", "testing": "unresolved"}}})
+    checks = {c["name"]: c for c in json.loads(env.expect(1, "doctor", "--json").out)["checks"]}
+    definition = checks["tracker: workflow definition"]
+    assert definition["level"] == "fail"
+    notes = "\n".join(definition["notes"])
+    assert ('mapping.status.to_tracker.unresolved = "testing": queue OPS has no status "testing" (it has closed, '
+            'inProgress, needInfo, open, resolved)') in notes
+    assert 'mapping.status.to_sentry.testing: no queue the bridge uses (OPS) has status "testing"' in notes
+
+
+def test_a_target_the_workflow_cannot_reach_from_here_takes_no_step(bridge_env: BridgeEnv) -> None:
+    env = bridge_env
+    sid, key = env.pair(status="resolved", substatus=None, tracker={"status": "closed", "resolution": "fixed"})
+    env.link((sid, key))
+    env.sync_json()
+    env.tracker.edit_workflow("OPS", "closed", {})  # an admin made closed final
+    env.sentry.set_status(sid, "unresolved", substatus="ongoing")
+    env.expect(1, "sync", "--json")
+    assert env.t_state(key) == ("closed", "fixed")
+    assert env.tracker.requests("POST", EXECUTE) == []
+    [failure] = env.status_json()["failures"]
+    assert ('mapping.status.to_tracker.unresolved = "open" and mapping.status.to_tracker.unresolved.regressed = '
+            '"open": queue OPS\'s workflow has no way from closed to open' in failure["error"]), failure["error"]
+    checks = {c["name"]: c for c in json.loads(env.run("doctor", "--json").out)["checks"]}
+    definition = checks["tracker: workflow definition"]
+    assert definition["level"] == "warn"
+    assert ('mapping.status.to_tracker.unresolved = "open": queue OPS\'s workflow has no way there from closed'
+            in definition["notes"])
+
+
+def test_exploring_never_enters_a_status_that_leads_nowhere_near_the_target(bridge_env: BridgeEnv) -> None:
+    """open offers needInfo first; from needInfo the workflow only leads to closed, a dead end.
+    Without the definition, exploring the unknown would step into needInfo; with it, the walk
+    goes open -> inProgress -> resolved."""
+    env = bridge_env
+    env.config(mapping={"status": {"to_tracker": {"resolved": {"status": "resolved", "resolution": "fixed"}}}})
+    env.tracker.edit_workflow("OPS", "open", {"need_info": "needInfo", "start_progress": "inProgress"})
+    env.tracker.edit_workflow("OPS", "needInfo", {"close": "closed"})
+    env.tracker.edit_workflow("OPS", "closed", {})
+    sid, key = env.pair()
+    env.link((sid, key))
+    env.sync_json()
+    env.sentry.set_status(sid, "resolved")
+    env.sync_json()
+    assert env.t_state(key) == ("resolved", "fixed")
+    steps = [r.path.split("/transitions/")[1].split("/")[0] for r in env.tracker.requests("POST", EXECUTE)]
+    assert steps == ["start_progress", "resolve"]
+
+
+def test_unreadable_definitions_fall_back_to_the_statuses_and_say_so_once(bridge_env: BridgeEnv) -> None:
+    env = bridge_env
+    env.tracker.workflows_status = 403
+    pairs = [env.pair() for _ in range(3)]
+    env.link(*pairs)
+    env.sync_json()
+    for sid, _ in pairs:
+        env.sentry.set_status(sid, "resolved")
+    err = env.expect(0, "sync").err
+    assert [env.t_state(key) for _, key in pairs] == [("closed", "fixed")] * 3
+    warned = [line for line in err.splitlines() if "workflow definitions of queue OPS" in line]
+    assert len(warned) == 1 and "403" in warned[0], err
+    checks = {c["name"]: c for c in json.loads(env.expect(0, "doctor", "--json").out)["checks"]}
+    assert checks["tracker: OPS workflow definition"]["level"] == "warn"
+
+
+def test_a_definition_read_that_fails_on_the_way_takes_no_step_and_is_retried(bridge_env: BridgeEnv) -> None:
+    env = bridge_env
+    env.config(mapping={"status": {"to_tracker": {"resolved": {"status": "resolved", "resolution": "fixed"}}}})
+    sid, key = env.pair()
+    env.link((sid, key))
+    env.sync_json()
+    env.sentry.set_status(sid, "resolved")
+    env.tracker.inject("status", status=503, method="GET", path=r"/queues/OPS/workflows/?$", times=50)
+    env.expect(1, "sync", "--json")
+    assert env.t_state(key) == ("open", None) and env.tracker.requests("POST", EXECUTE) == []
+    env.tracker.clear_faults()
+    env.sync_json()
+    assert env.t_state(key) == ("resolved", "fixed")
+
+
 # -- 6. a transition that did not land is tried again at once -----------------------------------------
 
 

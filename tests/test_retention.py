@@ -56,6 +56,24 @@ def test_an_unchanged_unmapped_value_is_said_once(bridge_env: BridgeEnv) -> None
     assert rows(env, "SELECT count(*) FROM journal WHERE action = 'unmapped'") == [(2,)]
 
 
+def test_an_unmapped_value_that_goes_without_a_write_is_news_when_it_returns(bridge_env: BridgeEnv) -> None:
+    """dan (no Tracker account) is unassigned in Sentry: both sides now agree on nobody, so no
+    write is journaled.  When dan is assigned again, that is said again, not taken as a repeat."""
+    env = bridge_env
+    sid, key = env.pair(assignee="dan@example.com")
+    env.link((sid, key))
+    assert "assignee not synced" in env.expect(0, "sync").err
+    env.sentry.assign(sid, None)
+    env.expect(0, "sync")
+    assert rows(env, "SELECT action, outcome FROM journal WHERE field = 'assignee' ORDER BY id") == [
+        ("unmapped", "skipped"), ("unmapped_over", "settled")]
+    env.expect(0, "sync")  # said once: gone stays gone without another row
+    assert rows(env, "SELECT count(*) FROM journal WHERE field = 'assignee'") == [(2,)]
+    env.sentry.assign(sid, "dan@example.com")
+    assert "assignee not synced" in env.expect(0, "sync").err
+    assert rows(env, "SELECT count(*) FROM journal WHERE action = 'unmapped'") == [(2,)]
+
+
 def test_an_unchanged_conflict_is_journaled_and_warned_about_once(bridge_env: BridgeEnv) -> None:
     env = bridge_env
     env.config(sync={"conflict": "manual"})

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 
 from bridge.clients.http import ApiHttp, RequestStats, RetryPolicy, check_types, require
+from bridge.core.workflow import ref_key
 from bridge.errors import BadResponseError, ConflictError, MalformedItemError, NotFoundError
 
 Created = Literal["created", "existed", "lost"]
@@ -335,6 +336,27 @@ class TrackerClient:
         params = {"expand": expand} if expand else None
         return self._object(self.http.request("GET", self._path("queues", key), safe=True, params=params),
                             ("key",))
+
+    def queue_workflows(self, queue: str) -> dict[str, list[str]]:
+        """Workflow id -> the issue types (keys) that follow it in `queue`
+        (`GET /queues/{queue}/workflows`, documented: keys are workflow ids, values arrays of issue
+        types).  A type given as a reference or as a bare key is accepted alike."""
+        response = self.http.request("GET", self._path("queues", queue, "workflows"), safe=True)
+        data = self.http.json(response)
+        if not isinstance(data, dict):
+            raise self.http.bad(response, f"expected a JSON object, got {type(data).__name__}")
+        result: dict[str, list[str]] = {}
+        for workflow_id, types in data.items():
+            if not isinstance(types, list):
+                raise self.http.bad(response, f"issue types of workflow {workflow_id!r} are not a list")
+            result[str(workflow_id)] = [key for key in (ref_key(t) for t in types) if key]
+        return result
+
+    def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """One workflow as its admin defined it: `steps`, each a status with the actions leaving it
+        (`GET /workflows/{id}`)."""
+        return self._object(self.http.request("GET", self._path("workflows", workflow_id), safe=True),
+                            ("steps",))
 
 
 __all__ = ["TrackerClient"]

@@ -7,6 +7,13 @@ to the target, or, when the known graph has no path yet, the first step towards 
 status whose transitions are not known yet (each answer to `_execute` then teaches them).  Once
 every status reachable from here is known and none leads to the target, there is no way: the
 walk stops before moving the issue any further.
+
+`Definition` is the other source: the workflow as the queue's admin defined it (documented
+`GET /queues/{q}/workflows` and `GET /workflows/{id}`).  It names every status of the workflow and
+which statuses each one's actions lead to, so a target the queue lacks, or cannot reach from
+where an issue stands, is known before any step is taken, and exploring never wanders into a
+status from which the target cannot be reached.  Transition ids still come from the per-issue
+lists: the definition only says where paths exist.
 """
 
 from __future__ import annotations
@@ -22,6 +29,78 @@ from typing import Any
 class Transition:
     id: str
     to: str
+
+
+def ref_key(value: Any) -> str | None:
+    """The key of a reference (`{"key": ...}`, else its `id`), or a bare string key: the API's
+    documented bodies use both forms for statuses and issue types."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, Mapping):
+        found = value.get("key") if value.get("key") is not None else value.get("id")
+        return str(found) if found is not None else None
+    return None
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One workflow as defined: status -> the statuses its actions lead to."""
+
+    moves: Mapping[str, frozenset[str]]
+
+    @property
+    def statuses(self) -> frozenset[str]:
+        return frozenset(self.moves) | frozenset(s for targets in self.moves.values() for s in targets)
+
+    def leading_to(self, target: str) -> frozenset[str]:
+        """Every status from which `target` can be reached (the target itself included)."""
+        back: dict[str, set[str]] = {}
+        for source, targets in self.moves.items():
+            for to in targets:
+                back.setdefault(to, set()).add(source)
+        seen = {target}
+        queue = deque([target])
+        while queue:
+            for source in back.get(queue.popleft(), ()):
+                if source not in seen:
+                    seen.add(source)
+                    queue.append(source)
+        return frozenset(seen)
+
+
+def parse_definition(doc: Mapping[str, Any]) -> Definition | None:
+    """`{steps: [{status, actions: [{id, target}]}]}` as a Definition; None when the document does
+    not have that shape (then nothing is concluded from it)."""
+    steps = doc.get("steps")
+    if not isinstance(steps, list) or not steps:
+        return None
+    moves: dict[str, set[str]] = {}
+    for step in steps:
+        status = ref_key(step.get("status")) if isinstance(step, Mapping) else None
+        actions = step.get("actions", []) if isinstance(step, Mapping) else None
+        if status is None or not isinstance(actions, list):
+            return None
+        targets = moves.setdefault(status, set())
+        for action in actions:
+            target = ref_key(action.get("target")) if isinstance(action, Mapping) else None
+            if target is None:
+                return None
+            targets.add(target)
+    return Definition({status: frozenset(targets) for status, targets in moves.items()})
+
+
+def definition_problem(definition: Definition, queue: str, current: str, target: str,
+                       rows: Sequence[str]) -> str | None:
+    """Why no step may be taken towards `target` (None when a path exists).  `rows` are the
+    mapping rows that name the target, e.g. `mapping.status.to_tracker.unresolved = "opened"`."""
+    named = " and ".join(rows) or f"target {target!r}"
+    if target not in definition.statuses:
+        known = sorted(definition.statuses)
+        shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+        return f'{named}: queue {queue} has no status "{target}" (it has {shown})'
+    if current not in definition.leading_to(target):
+        return f'{named}: queue {queue}\'s workflow has no way from {current} to {target}'
+    return None
 
 
 def parse_transitions(items: Iterable[Mapping[str, Any]]) -> tuple[Transition, ...]:
@@ -96,17 +175,19 @@ def shortest_path(
 
 
 def next_transition(graph: Mapping[str, Sequence[Transition]], current: str, target: str,
-                    avoid: frozenset[str] = frozenset()) -> Transition | None:
+                    avoid: frozenset[str] = frozenset(), never: frozenset[str] = frozenset()) -> Transition | None:
     """The step to take now.  In order: the shortest known path that passes through no status in
     `avoid` (the done and cancelled statuses other than the target: entering one closes the
     ticket, sets a resolution and tells people); the shortest known path; a step towards the
     nearest status whose transitions are not known yet (the only way to learn them is to stand
-    there), first around `avoid`, then through it; else None: nothing reachable leads there."""
-    for detour in (avoid, frozenset()):
+    there), first around `avoid`, then through it; else None: nothing reachable leads there.
+    `never` is never entered: the statuses the workflow's definition says lead nowhere near the
+    target."""
+    for detour in (avoid | never, never):
         path = shortest_path(graph, current, target, detour - {target})
         if path:
             return path[0]
-    for detour in (avoid, frozenset()):
+    for detour in (avoid | never, never):
         step = _towards_the_unknown(graph, current, detour - {target})
         if step is not None:
             return step

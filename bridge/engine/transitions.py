@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,15 @@ from bridge.clients.tracker import TrackerClient
 from bridge.config import StatusMapping, TrackerTarget
 from bridge.core.mapping import tracker_status
 from bridge.core.outcomes import Observation, Seen
-from bridge.core.workflow import Transition, WorkflowCache, next_transition, parse_transitions
+from bridge.core.workflow import (
+    Definition,
+    Transition,
+    WorkflowCache,
+    definition_problem,
+    next_transition,
+    parse_definition,
+    parse_transitions,
+)
 from bridge.errors import (
     BadResponseError,
     ConflictError,
@@ -38,6 +47,7 @@ MAX_TRANSITION_STEPS = 6
 # A refusal of a cached transition may only mean the cache is stale (workflow edited).
 STALE = (RejectedError, ConflictError, NotFoundError)
 CLOSING = ("done", "cancelled")
+DEFINITIONS_KEPT = 600.0  # seconds: an admin's workflow edit is seen within ten minutes
 
 
 @dataclass
@@ -92,6 +102,7 @@ class StatusWalker:
         self.table = table  # [mapping.status]: to name the rows behind a target Tracker lacks
         self._status_types: dict[str, str] | None = None
         self._types_lock = threading.Lock()
+        self.definitions = QueueDefinitions(tracker)
 
     def walk(self, issue: Mapping[str, Any], target: TrackerTarget,
              note: Callable[[tuple[str, ...]], None]) -> Walk:
@@ -111,6 +122,15 @@ class StatusWalker:
                                             "cycle", service="tracker", endpoint="GET statuses")
                 return walk
             missing = self.unknown_target(target.status)
+            if missing is None:
+                try:
+                    definition = self.definitions.of(at.queue, at.itype)
+                except RemoteError as exc:
+                    walk.error = exc  # not read just now: no step until it is
+                    return walk
+                if definition is not None:
+                    missing = definition_problem(definition, at.queue, current, target.status,
+                                                 self._rows(target.status))
             if missing is not None:
                 # A typo in the mapping must never walk a real ticket around looking for it.
                 walk.error = RejectedError(missing, service="tracker", endpoint=f"transitions of {key}")
@@ -138,8 +158,11 @@ class StatusWalker:
         if not from_cache and not self._learn(walk, at, current):
             return None
         avoid = self._closing_statuses()
+        definition = self.definitions.of(at.queue, at.itype)  # read moments ago by walk(): cached
+        never = definition.statuses - definition.leading_to(walk.target.status) if definition else frozenset()
         for last_try in (not from_cache, True):
-            step = next_transition(self.workflows.graph(at.queue, at.itype), current, walk.target.status, avoid)
+            step = next_transition(self.workflows.graph(at.queue, at.itype), current, walk.target.status, avoid,
+                                   never)
             if step is None and not last_try:
                 if not self._learn(walk, at, current):
                     return None
@@ -227,10 +250,14 @@ class StatusWalker:
         types = self._types()
         if types is None or status in types:
             return None
-        rows = [f'mapping.status.to_tracker.{state} = "{t.status}"'
-                for state, t in sorted((self.table.to_tracker if self.table else {}).items()) if t.status == status]
         known = ", ".join(sorted(types)[:12]) + (", ..." if len(types) > 12 else "")
+        rows = self._rows(status)
         return f'{" and ".join(rows) or f"target {status!r}"}: Tracker has no status "{status}" (it has {known})'
+
+    def _rows(self, status: str) -> list[str]:
+        """The mapping rows that send issues to `status`, as the operator wrote them."""
+        return [f'mapping.status.to_tracker.{state} = "{t.status}"'
+                for state, t in sorted((self.table.to_tracker if self.table else {}).items()) if t.status == status]
 
     def _resolution_for(self, status: str, target: TrackerTarget) -> str | None:
         """The target's resolution on the last step, and on any step through a done-type status
@@ -258,6 +285,52 @@ class StatusWalker:
                     log.warning("cannot read Tracker status types: %s", exc.describe(), extra={"event": "statuses"})
                     return None
             return self._status_types
+
+
+class QueueDefinitions:
+    """The workflow definitions of the queues walked, per (queue, issue type), re-read after
+    `DEFINITIONS_KEPT` seconds.  A queue whose definitions the server refuses (403, 404, an answer
+    of another shape) gives None: the walk then relies on the per-issue transition lists alone,
+    and the operator is told once per queue.  A read that failed on the way (timeout, 5xx, 429)
+    raises, and is tried again next time: without the definition a typo cannot be told from a
+    real target, so no step is taken meanwhile."""
+
+    def __init__(self, tracker: TrackerClient, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tracker = tracker
+        self.clock = clock
+        self._known: dict[str, tuple[float, dict[str, Definition] | None]] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def of(self, queue: str, issue_type: str) -> Definition | None:
+        """Raises TransientError (and its kin) when the definitions cannot be read just now."""
+        with self._lock:
+            read_at, by_type = self._known.get(queue, (None, None))
+            if read_at is None or self.clock() - read_at > DEFINITIONS_KEPT:
+                by_type = self._read(queue)
+                self._known[queue] = (self.clock(), by_type)
+            return (by_type or {}).get(issue_type)
+
+    def _read(self, queue: str) -> dict[str, Definition] | None:
+        try:
+            by_type: dict[str, Definition] = {}
+            for workflow_id, types in self.tracker.queue_workflows(queue).items():
+                definition = parse_definition(self.tracker.workflow(workflow_id))
+                if definition is None:
+                    raise BadResponseError(f"workflow {workflow_id} has no steps the bridge can read",
+                                           service="tracker", endpoint=f"GET workflows/{workflow_id}")
+                by_type.update((itype, definition) for itype in types)
+            self._warned.discard(queue)
+            return by_type
+        except TransientError:  # 429, timeouts, 5xx, no connection: tried again next time
+            raise
+        except RemoteError as exc:
+            if queue not in self._warned:
+                self._warned.add(queue)
+                log.warning("cannot read the workflow definitions of queue %s (%s): mapping targets are checked "
+                            "against the organisation's statuses only, and paths are found step by step",
+                            queue, exc.describe(), extra={"event": "workflow.definitions"})
+            return None
 
 
 @dataclass(frozen=True)

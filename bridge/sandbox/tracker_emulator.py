@@ -336,6 +336,9 @@ class TrackerEmulator(EmulatorBase):
     * `transition_error_status` (409): `_execute` of a transition not available now;
     * `require_resolution` (True): a transition to a done status needs a resolution;
     * `comment_bumps_version` (False): whether a comment itself bumps the issue version;
+    * `workflows_status` (None): when set (e.g. 403), the workflow definition reads
+      (`queues/{q}/workflows`, `workflows/{id}`) answer that error, as for a robot without the
+      right to see the queue's settings;
     * `trigger_tag` (None): a queue trigger that adds this tag right after every create,
       after the 201 was rendered (so the create answer carries a stale version, as in real life);
     * `clock` (time.monotonic): the clock of the rate limiter.
@@ -370,6 +373,7 @@ class TrackerEmulator(EmulatorBase):
         self.transition_error_status = 409
         self.require_resolution = True
         self.comment_bumps_version = False
+        self.workflows_status: int | None = None
         self.trigger_tag: str | None = None
         self.clock: Callable[[], float] = time.monotonic
 
@@ -1119,6 +1123,8 @@ class TrackerEmulator(EmulatorBase):
             add("GET", v + path + r"/(?P<ident>[^/]+)/?", self._catalog_item_handler(kind))
         add("GET", v + r"queues/?", self._h_queues)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/?", self._h_queue)
+        add("GET", v + r"queues/(?P<qkey>[^/]+)/workflows/?", self._h_queue_workflows)
+        add("GET", v + r"workflows/(?P<wid>[^/]+)/?", self._h_workflow)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/localFields/?", self._h_local_fields)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/localFields/(?P<fkey>[^/]+)/?", self._h_local_field)
         add("GET", v + r"fields/?", self._h_fields)
@@ -1664,7 +1670,7 @@ class TrackerEmulator(EmulatorBase):
             "defaultPriority": self._catalog_ref(ctx, "priority", "normal"),
             "denyVoting": False,
         }
-        workflow_id = f"{q.key.lower()}Workflow"
+        workflow_id = self._workflow_id(q)
         types = [self._catalog_ref(ctx, "issuetype", key) for _, key, _, _ in self._catalog("issuetype")]
         wants = set(expand)
         if wants & {"workflows", "all"}:
@@ -1683,6 +1689,38 @@ class TrackerEmulator(EmulatorBase):
         if wants & {"issueTypes", "all"}:
             doc["issueTypes"] = types
         return doc
+
+    @staticmethod
+    def _workflow_id(q: _Queue) -> str:
+        return f"{q.key.lower()}Workflow"
+
+    def _h_queue_workflows(self, req: EmuRequest, ver: str, qkey: str) -> EmuResponse:
+        """Workflow id -> the issue types that follow it (every type follows the queue's one)."""
+        if self.workflows_status is not None:
+            raise _Fail(self.workflows_status, _DEFAULT_MESSAGES.get(self.workflows_status, "Refused"))
+        q = self._queue_or_404(qkey)
+        ctx = self._ctx(req, ver)
+        types = [self._catalog_ref(ctx, "issuetype", key) for _, key, _, _ in self._catalog("issuetype")]
+        return json_response(200, {self._workflow_id(q): types})
+
+    def _h_workflow(self, req: EmuRequest, ver: str, wid: str) -> EmuResponse:
+        """A queue's workflow in the documented shape: steps, each a status with its actions."""
+        if self.workflows_status is not None:
+            raise _Fail(self.workflows_status, _DEFAULT_MESSAGES.get(self.workflows_status, "Refused"))
+        q = next((q for q in self._queues.values() if self._workflow_id(q) == wid), None)
+        if q is None:
+            raise _Fail(404, "Workflow does not exist")
+        ctx = self._ctx(req, ver)
+        steps = [{"status": status,
+                  "actions": [{"id": tid, "name": {"en": tid, "ru": tid}, "target": to}
+                              for tid, to in q.transitions.get(status, {}).items()]}
+                 for status in q.statuses]
+        return json_response(200, {
+            "self": ctx.url(f"workflows/{wid}"), "id": wid, "name": f"{q.name} workflow", "version": 1,
+            "queue": {"self": ctx.url(f"queues/{q.key}"), "id": str(q.id), "key": q.key},
+            "initialAction": {"id": "create", "name": {"en": "Create", "ru": "Create"}, "target": q.initial},
+            "steps": steps,
+        })
 
     def _queue_or_404(self, qkey: str) -> _Queue:
         q = self._queue_of(qkey)
