@@ -30,6 +30,7 @@ from bridge.core.fields import FIELDS
 from bridge.core.mapping import build_user_map, sentry_state_satisfies, status_to_sentry, status_to_tracker
 from bridge.core.workflow import Definition, Transition, parse_definition, parse_transitions, shortest_path
 from bridge.errors import AuthError, BadResponseError, NotFoundError, RemoteError
+from bridge.probes import LiveProbes
 from bridge.store import state_file_health
 
 Level = Literal["pass", "warn", "fail"]
@@ -358,6 +359,7 @@ class Doctor:
         self.tracker_users: list[dict[str, Any]] | None = None
         self.myself: dict[str, Any] | None = None
         self.queue_statuses: set[str] = set()
+        self.coverage: Coverage | None = None
 
     def add(self, name: str, level: Level, detail: str, advice: str = "", notes: Iterable[str] = ()) -> None:
         self.report.add(Check(name, level, detail, advice, tuple(notes)))
@@ -375,7 +377,20 @@ class Doctor:
         self.check_coverage(table)
         if sentry_ok and tracker_ok:
             self.check_users()
+        self.run_probes(sentry_ok, tracker_ok)
         return self.report
+
+    def run_probes(self, sentry_ok: bool, tracker_ok: bool) -> None:
+        """The live probes (bridge/probes.py): behaviour the bridge relies on, proven read-only."""
+        probes = LiveProbes(self.settings, self.sentry, self.tracker)
+        robot = str(self.myself.get("login") or self.myself.get("uid") or "") if self.myself else None
+        queue = self.settings.tracker.queue
+        verdicts = probes.tracker_probes(robot, [queue, *self.route_queues(queue)]) if tracker_ok else []
+        if sentry_ok:
+            people = [email for email, _ in self.coverage.matched] if self.coverage else []
+            verdicts += probes.sentry_probes(people, self.coverage.sso_only if self.coverage else ())
+        for v in verdicts:
+            self.add(v.name, v.level, v.detail, v.advice, v.notes)
 
     # -- Sentry ---------------------------------------------------------------------------------
     def check_sentry(self) -> bool:
@@ -798,8 +813,8 @@ class Doctor:
             return
         if not (sentry_ok or tracker_ok):
             return
-        self.add("write access", "warn", "not checked: Sentry event:write and the right to edit issues in "
-                 f"{self.settings.tracker.queue} can only be proven by a write, and doctor never writes",
+        self.add("write access", "warn", "Sentry: not checked: event:write can only be proven by a write, and "
+                 "doctor never writes (Tracker's rights: see 'probe: Tracker robot may edit')",
                  "the first sync that writes tells: 'permission denied' in the output and the journal, exit 3")
 
     def check_round_trip(self, flips: Sequence[str], tracker_flips: Sequence[str]) -> None:
@@ -831,7 +846,8 @@ class Doctor:
         if self.members is None or self.tracker_users is None:
             return
         own = [str(self.myself.get("login"))] if self.myself and self.myself.get("login") else []
-        cov = user_coverage(self.members, self.tracker_users, self.settings.mapping.users, exclude_logins=own)
+        cov = self.coverage = user_coverage(self.members, self.tracker_users, self.settings.mapping.users,
+                                            exclude_logins=own)
         total = len(cov.matched) + len(cov.sentry_only)
         pending = [f"pending invites (nobody to assign yet): {listed(cov.pending)}"] if cov.pending else []
         if cov.sentry_only:

@@ -49,6 +49,12 @@ def tracker_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
+def updated_filter(queues: Sequence[str], since: datetime) -> dict[str, Any]:
+    """The incremental poll's filter: issues of `queues` updated since `since`.  One place for
+    it, so that `doctor`'s probe sends exactly what the engine sends."""
+    return {"queue": list(queues), "updatedAt": {"from": tracker_time(since)}}
+
+
 class TrackerClient:
     """One Tracker organization, one token."""
 
@@ -351,6 +357,16 @@ class TrackerClient:
                 raise self.http.bad(response, f"issue types of workflow {workflow_id!r} are not a list")
             result[str(workflow_id)] = [key for key in (ref_key(t) for t in types) if key]
         return result
+
+    def user_rights(self, queue: str, user: str) -> dict[str, Any]:
+        """`user`'s rights in `queue` (`GET /queues/{q}/permissions/users/{login or uid}`,
+        documented): right name (READ, WRITE, CREATE, GRANT, DENY) -> the users, groups and
+        roles it is held through."""
+        response = self.http.request("GET", self._path("queues", queue, "permissions", "users", user), safe=True)
+        rights = self._object(response, ("permissions",))["permissions"]
+        if not isinstance(rights, dict):
+            raise self.http.bad(response, "permissions is not an object")
+        return rights
 
     def workflow(self, workflow_id: str) -> dict[str, Any]:
         """One workflow as its admin defined it: `steps`, each a status with the actions leaving it

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.clients.sentry import SentryClient
-from bridge.clients.tracker import TrackerClient, tracker_time
+from bridge.clients.tracker import TrackerClient, updated_filter
 from bridge.config import Settings
 from bridge.core.fields import sentry_kept
 from bridge.core.linkrun import Link
@@ -236,7 +236,7 @@ class Reader:
         queues = sorted({key.rsplit("-", 1)[0] for key in linked} | {self.settings.tracker.queue})
         found: Issues = {}
         newest: datetime | None = None
-        flt = {"queue": queues, "updatedAt": {"from": tracker_time(since)}}
+        flt = updated_filter(queues, since)
         for issue in self.tracker.iter_search(filter=flt):
             stamp = parse_time(issue.get("updatedAt"))
             if stamp is not None and (newest is None or stamp > newest):

@@ -506,6 +506,9 @@ class SentryEmulator(EmulatorBase):
         self.retry_after_on_429 = False  # an edge proxy that adds Retry-After (unconfirmed on sentry.io)
         self.open_membership = True  # members may read every project (Sentry's default)
         self.brownout = False  # the deprecated /api/0/issues/{id}/ answers 410
+        # A Sentry-compatible server that selects by another parameter: group= is silently ignored
+        # and the listing answers as if it were absent (doctor's group= probe must catch it).
+        self.group_ignored = False
         self.stale_id_search_fallback = False  # bulk PUT with unknown ids mutates the search instead
         # resolvedInNextRelease in a project without releases: "400" (the validator's message),
         # "500" (older versions: IndexError) or "accept" (newest source: resolves anyway)
@@ -964,7 +967,7 @@ class SentryEmulator(EmulatorBase):
             raise _Fail(400, {"detail": "Invalid stats_period. Valid choices are '', '24h', and '14d'"})
         projects = self._selected_projects(req, caller)
         shape = self._shape(req)
-        if req.has_arg("group"):
+        if req.has_arg("group") and not self.group_ignored:
             raw = req.args("group")
             if not all(re.fullmatch(r"-?\d+", v.strip()) for v in raw):
                 raise _Fail(400, {"detail": "Group ids must be integers"})

@@ -365,6 +365,12 @@ class TrackerEmulator(EmulatorBase):
         # How a date without an offset in a filter or query is read.  The reference leaves it
         # open; tests set UTC-5 or UTC+3 to prove the bridge never relies on it.
         self.naive_dates_offset = timedelta(0)
+        # A broken server for doctor's poll probe: every date in a filter or query is read this
+        # much later than meant (one that ignored the offset and read it at UTC-5: 5 hours).
+        self.misread_dates_by = timedelta(0)
+        # Queue rights per (queue, uid): right (READ/WRITE/CREATE/GRANT) -> how it is held
+        # ("users", "groups" or "roles").  Unset: every right, held personally.
+        self._rights: dict[tuple[str, int], dict[str, str]] = {}
         self.rate_limit_per_second = rate_limit_per_second
         self.retry_after_on_429 = retry_after_on_429
         self.now: Callable[[], datetime] = now or (lambda: datetime.now(UTC))
@@ -430,6 +436,20 @@ class TrackerEmulator(EmulatorBase):
                 id=len(self._queues) + 1, key=key, name=name or key, statuses=statuses,
                 transitions=transitions, initial=initial_status, lead=int(self.admin_uid),
             )
+
+    def set_rights(self, queue: str, login: str, rights: dict[str, str]) -> None:
+        """An admin sets `login`'s rights in `queue`: right -> how it is held ("users", "groups"
+        or "roles").  Writes without WRITE (PATCH, transitions, comments) and creates without
+        CREATE are refused with 403."""
+        with self.lock:
+            self._rights[(queue, int(self.uid_of(login)))] = dict(rights)
+
+    def _rights_of(self, queue: str, uid: int) -> dict[str, str]:
+        return self._rights.get((queue, uid), {"READ": "users", "WRITE": "users", "CREATE": "users"})
+
+    def _require(self, queue: str, right: str) -> None:
+        if right not in self._rights_of(queue, self._actor):
+            raise _Fail(403, "You do not have permission to perform this action")
 
     def edit_workflow(self, queue: str, status: str, transitions: dict[str, str]) -> None:
         """An admin replaces the transitions out of `status` (transition id -> target status):
@@ -1125,6 +1145,7 @@ class TrackerEmulator(EmulatorBase):
         add("GET", v + r"queues/(?P<qkey>[^/]+)/?", self._h_queue)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/workflows/?", self._h_queue_workflows)
         add("GET", v + r"workflows/(?P<wid>[^/]+)/?", self._h_workflow)
+        add("GET", v + r"queues/(?P<qkey>[^/]+)/permissions/users/(?P<who>[^/]+)/?", self._h_user_rights)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/localFields/?", self._h_local_fields)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/localFields/(?P<fkey>[^/]+)/?", self._h_local_field)
         add("GET", v + r"fields/?", self._h_fields)
@@ -1212,6 +1233,7 @@ class TrackerEmulator(EmulatorBase):
 
     def _h_patch_issue(self, req: EmuRequest, ver: str, key: str) -> EmuResponse:
         issue = self._issue_or_404(key)
+        self._require(issue.queue, "WRITE")
         body = self._body(req)
         self._check_version(req, issue)
         changes = self._compute_changes(self._queues[issue.queue], issue.values, body)
@@ -1231,6 +1253,7 @@ class TrackerEmulator(EmulatorBase):
         q = self._queue_of(body.pop("queue"))
         if q is None:
             raise _Fail(422, "Queue does not exist", {"queue": "Queue does not exist"})
+        self._require(q.key, "CREATE")
         unique = body.pop("unique", None)
         if unique is not None and not isinstance(unique, str):
             raise _Fail(422, "unique must be a string", {"unique": "Expected a string"})
@@ -1284,6 +1307,7 @@ class TrackerEmulator(EmulatorBase):
 
     def _h_execute(self, req: EmuRequest, ver: str, key: str, tid: str) -> EmuResponse:
         issue = self._issue_or_404(key)
+        self._require(issue.queue, "WRITE")
         body = dict(self._body(req, required=False))
         self._check_version(req, issue)
         q = self._queues[issue.queue]
@@ -1334,6 +1358,7 @@ class TrackerEmulator(EmulatorBase):
 
     def _h_add_comment(self, req: EmuRequest, ver: str, key: str) -> EmuResponse:
         issue = self._issue_or_404(key)
+        self._require(issue.queue, "WRITE")
         body = self._body(req)
         text = body.get("text")
         if not isinstance(text, str) or not text:
@@ -1474,13 +1499,13 @@ class TrackerEmulator(EmulatorBase):
                 raise _Fail(422, f"A range is not supported for {name}")
             if have is None:
                 return False
-            low = parse_when(wanted["from"], self.naive_dates_offset) if wanted.get("from") is not None else None
-            high = parse_when(wanted["to"], self.naive_dates_offset) if wanted.get("to") is not None else None
+            low = self._when(wanted["from"]) if wanted.get("from") is not None else None
+            high = self._when(wanted["to"]) if wanted.get("to") is not None else None
             return (low is None or have >= low) and (high is None or have <= high)
         if kind == "array":
             return any(self._match_value((items or "string", None), h, wanted, name) for h in have or [])
         if kind == "datetime":
-            return have is not None and have == parse_when(wanted, self.naive_dates_offset)
+            return have is not None and have == self._when(wanted)
         if kind == "user":
             return have is not None and have == self._resolve_user(wanted)
         if kind in _CATALOG_KINDS:
@@ -1491,6 +1516,9 @@ class TrackerEmulator(EmulatorBase):
         if name == "key" and isinstance(wanted, str):
             return str(have).upper() == wanted.upper()
         return bool(have == wanted)
+
+    def _when(self, text: Any) -> datetime:
+        return parse_when(text, self.naive_dates_offset) + self.misread_dates_by
 
     _QUERY_TERMS = (
         ("and", re.compile(r"(?i)and\b")),
@@ -1520,7 +1548,7 @@ class TrackerEmulator(EmulatorBase):
                 predicates.append(self._queue_predicate({p.strip().upper() for p in m.group(1).split(",")}))
             elif kind == "date":
                 name = _FILTER_ALIASES[m.group(1).lower()]
-                op, when = m.group(2), parse_when(m.group(3), self.naive_dates_offset)
+                op, when = m.group(2), self._when(m.group(3))
                 predicates.append(self._date_predicate(name, op, when))
             elif kind == "sort":
                 for part in m.group(1).split(","):
@@ -1721,6 +1749,22 @@ class TrackerEmulator(EmulatorBase):
             "initialAction": {"id": "create", "name": {"en": "Create", "ru": "Create"}, "target": q.initial},
             "steps": steps,
         })
+
+    def _h_user_rights(self, req: EmuRequest, ver: str, qkey: str, who: str) -> EmuResponse:
+        """A user's rights in a queue, as documented: `permissions` keyed by right (GRANT,
+        CREATE, READ, WRITE), each saying through which users, groups or roles it is held."""
+        q = self._queue_or_404(qkey)
+        uid = self._resolve_user(who)
+        if uid is None:
+            raise _Fail(404, "User does not exist")
+        ctx = self._ctx(req, ver)
+        ref = self._user_ref(ctx, uid)
+        held: dict[str, dict[str, Any]] = {}
+        for right, how in self._rights_of(q.key, uid).items():
+            source: Any = {"users": [ref], "groups": [{"id": 1, "display": "robots"}],
+                           "roles": [{"id": "author", "display": "Author"}]}[how]
+            held[right] = {how: source}
+        return json_response(200, {"user": ref, "permissions": held, "components": []})
 
     def _queue_or_404(self, qkey: str) -> _Queue:
         q = self._queue_of(qkey)
