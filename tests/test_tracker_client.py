@@ -4,6 +4,8 @@ sleeping."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -176,6 +178,182 @@ def test_issue_without_unset_fields_or_with_nulls_both_work() -> None:
         key = emu.add_issue("OPS", "x")
         issue = make_client(emu).get_issue(key)
         assert issue.get("assignee") is None and not issue.get("followers")
+
+
+# -- large listings: past row 10,000 only a scroll goes on -------------------------------------------
+# The emulator and the client both stop page pagination at row 50 here (the real limit is 10,000;
+# tests/test_large_queues.py runs relink at that size), so a few dozen issues exercise the switch.
+
+LIMIT = 50
+
+
+@pytest.fixture
+def low(emu: TrackerEmulator, client: TrackerClient) -> TrackerClient:
+    emu.paged_limit = client.paged_limit = LIMIT
+    return client
+
+
+def scroll_starts(emu: TrackerEmulator) -> list[list[tuple[str, str]]]:
+    return [r.query for r in emu.requests("POST", r"/_search$") if "scrollType" in dict(r.query)]
+
+
+def continuations(emu: TrackerEmulator) -> list[str]:
+    return [dict(r.query)["scrollId"] for r in emu.requests("POST", r"/_search$") if dict(r.query).get("scrollId")]
+
+
+def releases(emu: TrackerEmulator) -> list[dict[str, str]]:
+    return [r.body for r in emu.requests("POST", r"/system/search/scroll/_clear$")]
+
+
+def test_a_listing_past_the_paged_limit_is_read_by_scroll_and_released(
+    emu: TrackerEmulator, low: TrackerClient
+) -> None:
+    keys = emu.add_issues("OPS", (f"i{n}" for n in range(130)))
+    found = [i["key"] for i in low.iter_search(queue="OPS", per_page=10, per_scroll=20)]
+    assert sorted(found) == sorted(keys) and len(found) == 130
+    requests = emu.requests("POST", r"/_search$")
+    # Page 1 says X-Total-Count 50 (capped: it cannot tell 50 from more), so a scroll reads it all:
+    # a filter (a queue cannot scroll), unsorted (no order asked for), the documented maximum size.
+    assert requests[0].query == [("perPage", "10"), ("page", "1")]
+    assert requests[1].query == [("scrollType", "unsorted"), ("perScroll", "20"), ("scrollTTLMillis", "60000")]
+    assert requests[1].body == {"filter": {"queue": "OPS"}}
+    assert len(continuations(emu)) == 6 and all(r.body == requests[1].body for r in requests[2:])
+    assert all(r.status == 200 for r in emu.requests())  # no page past the limit was ever asked for
+    [pairs] = releases(emu)
+    assert len(pairs) == 6 and set(pairs) == set(continuations(emu))
+    assert emu.open_scrolls == 0 and emu.writes() == []
+    assert [i["key"] for i in low.iter_search(filter={"queue": "OPS"})][:3] != ["OPS-1", "OPS-2", "OPS-3"]
+
+
+def test_the_default_sizes_scroll_1000_a_page(emu: TrackerEmulator, low: TrackerClient) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(60)))
+    assert len(list(low.iter_search(filter={"queue": "OPS"}))) == 60
+    assert scroll_starts(emu) == [
+        [("scrollType", "unsorted"), ("perScroll", "1000"), ("scrollTTLMillis", "60000")]]
+    with pytest.raises(ValueError):
+        low.iter_search(queue="OPS", per_scroll=1001)
+
+
+def test_an_ordered_listing_scrolls_sorted(emu: TrackerEmulator, low: TrackerClient) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(70)))
+    found = [i["key"] for i in low.iter_search(filter={"queue": "OPS"}, order="-key", per_page=20, per_scroll=30)]
+    assert found == [f"OPS-{n}" for n in range(70, 0, -1)]
+    assert scroll_starts(emu)[0][0] == ("scrollType", "sorted")
+    emu.clear_log()
+    query = 'Queue: OPS "Sort By": Updated DESC'
+    assert len(list(low.iter_search(query=query, per_scroll=30))) == 70
+    assert scroll_starts(emu)[0][0] == ("scrollType", "sorted")
+
+
+def test_a_small_listing_only_pages(emu: TrackerEmulator, low: TrackerClient) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(LIMIT - 1)))
+    assert len(list(low.iter_search(queue="OPS", per_page=10))) == LIMIT - 1
+    assert len(emu.requests()) == 5 and not scroll_starts(emu) and not releases(emu)
+
+
+def test_a_page_that_would_reach_past_the_limit_is_never_asked_for(
+    emu: TrackerEmulator, low: TrackerClient
+) -> None:
+    # 45 rows (X-Total-Count 45, under the limit), 20 a page: page 3 would end at row 60.
+    keys = emu.add_issues("OPS", (f"i{n}" for n in range(45)))
+    assert sorted(i["key"] for i in low.iter_search(queue="OPS", per_page=20)) == sorted(keys)
+    assert [r.query for r in emu.requests("POST", r"/_search$")][:2] == [
+        [("perPage", "20"), ("page", "1")], [("perPage", "20"), ("page", "2")]]
+    assert len(scroll_starts(emu)) == 1 and all(r.status == 200 for r in emu.requests())
+
+
+def test_a_listing_that_grows_past_the_limit_while_paged_goes_on_by_scroll(
+    emu: TrackerEmulator, low: TrackerClient
+) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(30)))
+    found = []
+    for issue in low.iter_search(filter={"queue": "OPS"}, order="+key", per_page=10):
+        found.append(issue["key"])
+        if len(found) == 1:
+            emu.add_issues("OPS", (f"late{n}" for n in range(40)))  # 70 now: page 2 says 50 (capped)
+    assert found == [f"OPS-{n}" for n in range(1, 71)]  # every one, once, in order
+    assert len(scroll_starts(emu)) == 1 and emu.open_scrolls == 0
+
+
+def test_stopping_early_releases_the_scroll(emu: TrackerEmulator, low: TrackerClient) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(130)))
+    stream = low.iter_search(filter={"queue": "OPS"}, per_page=10, per_scroll=20)
+    taken = list(itertools.islice(stream, 45))  # page 1 (10 rows), then 35 from the scroll
+    assert len(taken) == 45 and emu.open_scrolls == 1
+    stream.close()
+    assert emu.open_scrolls == 0 and len(releases(emu)) == 1
+    # Leaving the loop with `break` and dropping the generator releases it as well.
+    for n, _ in enumerate(low.iter_search(filter={"queue": "OPS"}, per_page=10, per_scroll=20)):
+        if n == 40:
+            break
+    assert emu.open_scrolls == 0 and len(releases(emu)) == 2
+    # A doctor-style sample that stops within page 1 opens no scroll at all.
+    assert len(list(itertools.islice(low.iter_search(filter={"queue": "OPS"}, per_page=5), 5))) == 5
+    assert len(scroll_starts(emu)) == 2
+
+
+def test_a_refused_scroll_page_releases_the_scroll_and_raises(emu: TrackerEmulator, low: TrackerClient) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(130)))
+    emu.inject("status", status=403, path="/_search", query="scrollId=", after=2)
+    seen = []
+    with pytest.raises(AuthError):
+        for issue in low.iter_search(filter={"queue": "OPS"}, order="+key", per_page=10, per_scroll=20):
+            seen.append(issue["key"])
+    assert seen == [f"OPS-{n}" for n in range(1, 61)]  # page 1, then 3 scroll pages (the first repeats it)
+    assert emu.open_scrolls == 0 and len(releases(emu)) == 1
+
+
+def test_an_expired_scroll_is_read_again_from_the_start(emu: TrackerEmulator, low: TrackerClient) -> None:
+    ticker = [0.0]
+    emu.clock = lambda: ticker[0]
+    keys = emu.add_issues("OPS", (f"i{n}" for n in range(130)))
+    found = []
+    for issue in low.iter_search(filter={"queue": "OPS"}, per_page=10, per_scroll=20):
+        found.append(issue["key"])
+        if len(found) == 50:
+            ticker[0] += 61  # a slow consumer: the scroll's 60 s pass before it asks for more
+    assert sorted(found) == sorted(keys)  # every issue, none twice
+    assert len(scroll_starts(emu)) == 2 and [r.status for r in emu.requests() if r.status != 200] == [404]
+    assert emu.open_scrolls == 0
+
+
+def test_a_lost_answer_on_a_scroll_page_is_never_resent_with_the_same_id(
+    emu: TrackerEmulator, low: TrackerClient
+) -> None:
+    # The page is served (the cursor moves on) and its answer is lost.  Sending that scroll id
+    # again would get the page after it, and 20 issues would be missing without an error.
+    keys = emu.add_issues("OPS", (f"i{n}" for n in range(130)))
+    emu.inject("timeout_after", path="/_search", query="scrollId=", after=1)
+    found = [i["key"] for i in low.iter_search(filter={"queue": "OPS"}, per_page=10, per_scroll=20)]
+    assert sorted(found) == sorted(keys)
+    sent = continuations(emu)
+    assert len(sent) == len(set(sent))  # no scroll id went out twice
+    assert len(scroll_starts(emu)) == 2 and emu.open_scrolls == 0
+    assert len(releases(emu)) == 2  # the abandoned scroll too
+
+
+def test_scroll_restarts_are_bounded(emu: TrackerEmulator, low: TrackerClient) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(130)))
+    emu.inject("status", status=503, path="/_search", query="scrollId=", times=100)
+    with pytest.raises(TransientError):
+        list(low.iter_search(filter={"queue": "OPS"}, per_page=10, per_scroll=20))
+    assert len(scroll_starts(emu)) == 3 and len(continuations(emu)) == 3  # never retried in place
+    assert emu.open_scrolls == 0
+
+
+def test_a_failed_release_is_only_logged(
+    emu: TrackerEmulator, low: TrackerClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(130)))
+    emu.inject("status", status=500, path="/scroll/_clear", times=100)
+    emu.inject("status", status=500, path="/_search", query="scrollId=", after=1)
+    with caplog.at_level(logging.DEBUG, logger="bridge"):
+        assert len(list(low.iter_search(filter={"queue": "OPS"}, per_page=10, per_scroll=20))) == 130
+    assert "could not release a search scroll" in caplog.text
+    logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    for pairs in releases(emu):
+        for scroll_id, token in pairs.items():
+            assert token and token not in logged and scroll_id not in logged
 
 
 # -- writing --------------------------------------------------------------------------------------

@@ -560,6 +560,106 @@ def test_scroll_is_fixed_at_the_first_request(emu: TrackerEmulator, api: httpx.C
     assert "X-Scroll-Id" not in third.headers
 
 
+class Ticker:
+    """A monotonic clock for scroll lifetimes, moved by hand."""
+
+    def __init__(self) -> None:
+        self.at = 1000.0
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def test_page_pagination_stops_at_row_10000(emu: TrackerEmulator, api: httpx.Client) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(10_050)))
+    last = search(api, {"queue": "OPS"}, perPage=100, page=100)
+    assert keys_of(last)[-1] == "OPS-10000"
+    # The totals stop at the limit (yandex_tracker_client#13): nothing says rows are missing.
+    assert last.headers["X-Total-Count"] == "10000" and last.headers["X-Total-Pages"] == "100"
+    assert "next" not in last.links
+    refused = assert_error(search(api, {"queue": "OPS"}, perPage=100, page=101), 400)
+    assert refused["errorMessages"] == ["Request exceeds 10000 items limit"]
+    assert_error(search(api, {"filter": {"queue": "OPS"}}, perPage=1000, page=11), 400)
+    assert keys_of(search(api, {"filter": {"queue": "OPS"}}, perPage=1000, page=10))[-1] == "OPS-10000"
+    assert api.post("/v3/issues/_count", json={"filter": {"queue": "OPS"}}).json() == 10_050
+    # Other paged listings are not limited.
+    assert search(api, {"queue": "OPS"}, perPage=100, page=2).status_code == 200
+
+
+def test_paged_limit_knobs(emu: TrackerEmulator, api: httpx.Client) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(12)))
+    emu.paged_limit = 10
+    assert keys_of(search(api, {"queue": "OPS"}, perPage=5, page=2))[-1] == "OPS-10"
+    assert search(api, {"queue": "OPS"}, perPage=5).headers["X-Total-Count"] == "10"
+    assert_error(search(api, {"queue": "OPS"}, perPage=5, page=3), 400)
+    assert_error(search(api, {"queue": "OPS"}, perPage=11), 400)  # one page past the limit too
+    emu.paged_limit_status, emu.paged_totals_capped = 422, False
+    assert search(api, {"queue": "OPS"}, perPage=5).headers["X-Total-Count"] == "12"
+    assert_error(search(api, {"queue": "OPS"}, perPage=5, page=3), 422)
+
+
+def test_scroll_pages_ids_tokens_links_and_release(emu: TrackerEmulator, api: httpx.Client) -> None:
+    emu.add_issues("OPS", (f"i{n}" for n in range(5)))
+    body = {"filter": {"queue": "OPS"}}
+    first = search(api, body, scrollType="sorted", perScroll=2, scrollTTLMillis=10_000)
+    assert keys_of(first) == ["OPS-1", "OPS-2"] and first.headers["X-Total-Count"] == "5"
+    one, token = first.headers["X-Scroll-Id"], first.headers["X-Scroll-Token"]
+    assert first.links["next"]["url"] == f"{BASE}/v3/issues/_search?scrollTTLMillis=10000&scrollId={one}"
+    assert "scrollType=sorted" in first.links["first"]["url"]
+    second = api.post(first.links["next"]["url"], json=body)
+    assert keys_of(second) == ["OPS-3", "OPS-4"]
+    two = second.headers["X-Scroll-Id"]
+    assert two != one and second.headers["X-Scroll-Token"] == token and emu.open_scrolls == 1
+    # Every page id leads to the scroll's one cursor: an id sent again gets the page after.
+    assert keys_of(search(api, body, scrollId=one)) == ["OPS-5"]
+    assert emu.open_scrolls == 0  # the last page released it
+    assert_error(search(api, body, scrollId=two), 404)
+    # A scroll left half-read stays open until it is released (any of its page ids will do).
+    left = search(api, body, scrollType="unsorted", perScroll=2)
+    assert emu.open_scrolls == 1
+    released = api.post("/v3/system/search/scroll/_clear",
+                        json={left.headers["X-Scroll-Id"]: left.headers["X-Scroll-Token"], "gone": "x"})
+    assert released.status_code == 200 and emu.open_scrolls == 0
+    assert api.post("/v2/system/search/scroll/_clear", json={"gone": "x"}).status_code == 200
+    assert emu.writes() == []  # searching and releasing change no data
+
+
+def test_unsorted_scroll_has_every_issue_in_no_particular_order(emu: TrackerEmulator, api: httpx.Client) -> None:
+    keys = emu.add_issues("OPS", (f"i{n}" for n in range(30)))
+    seen: list[str] = []
+    response = search(api, {"query": "Queue: OPS"}, scrollType="unsorted", perScroll=7)
+    while True:
+        seen += keys_of(response)
+        if "X-Scroll-Id" not in response.headers:
+            break
+        response = search(api, {"query": "Queue: OPS"}, scrollId=response.headers["X-Scroll-Id"])
+    assert sorted(seen) == sorted(keys) and seen != keys
+    assert_error(search(api, {"filter": {"queue": "OPS"}}, scrollType="sorted", perScroll=1001), 400)
+    assert_error(search(api, {"filter": {"queue": "OPS"}}, scrollType="random"), 400)
+    assert_error(search(api, {"keys": ["OPS-1"]}, scrollType="sorted"), 400)
+
+
+def test_scrolls_expire_after_their_ttl_and_are_capped(emu: TrackerEmulator, api: httpx.Client) -> None:
+    emu.clock = ticker = Ticker()
+    emu.add_issues("OPS", (f"i{n}" for n in range(6)))
+    body = {"filter": {"queue": "OPS"}}
+    first = search(api, body, scrollType="sorted", perScroll=2)  # the default TTL: 60 s
+    ticker.at += 59
+    second = search(api, body, scrollId=first.headers["X-Scroll-Id"], scrollTTLMillis=5000)  # renewed, 5 s
+    ticker.at += 5
+    gone = assert_error(search(api, body, scrollId=second.headers["X-Scroll-Id"]), 404)
+    assert "expired" in gone["errorMessages"][0] and emu.open_scrolls == 0
+    emu.scroll_gone_status = 410
+    assert_error(search(api, body, scrollId="never-was"), 410)
+    emu.max_open_scrolls = 2
+    for _ in range(2):
+        search(api, body, scrollType="sorted", perScroll=2)
+    assert_error(search(api, body, scrollType="sorted", perScroll=2), 429)
+    ticker.at += 61  # both expire: room again
+    assert search(api, body, scrollType="sorted", perScroll=2).status_code == 200
+    assert emu.open_scrolls == 1
+
+
 def test_count_answers_a_bare_integer(emu: TrackerEmulator, api: httpx.Client) -> None:
     emu.add_issue("OPS", "a")
     emu.add_issue("OPS", "b")

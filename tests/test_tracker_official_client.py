@@ -109,3 +109,15 @@ def test_references_are_followed_through_self(emu: TrackerEmulator, official: Of
     assert issue.queue.name == "OPS"
     assert official.myself.login == "bridge-robot"
     assert {s.key for s in official.statuses.get_all()} >= {"open", "closed"}
+
+
+def test_past_the_search_limit_it_sees_what_the_real_api_shows_it(
+    emu: TrackerEmulator, official: OfficialClient
+) -> None:
+    """The official client only pages: past the limit it gets the truncated totals reported of the
+    real API (yandex_tracker_client#13: 10000 of 102,544), no error and no more rows."""
+    emu.paged_limit = 50
+    emu.add_issues("OPS", (f"issue {n}" for n in range(60)))
+    found = official.issues.find(queue="OPS", per_page=10)
+    assert len(found) == 50 and len(list(found)) == 50
+    assert emu.open_scrolls == 0

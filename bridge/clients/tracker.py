@@ -13,11 +13,15 @@ Facts it relies on (see `reference/tracker-api.md`):
 * Search pages are recomputed server-side; `iter_search` walks `page=1..X-Total-Pages` itself
   rather than following `Link` URLs, so a request never goes to a host other than the configured
   one (with the token on it), and drops repeats of the same (key, version).
+* Page pagination of `_search` ends at row 10,000 ("If it exceeds 10,000, use scrollable
+  results"); past it `iter_search` scrolls (`scrollType`, `perScroll`, `scrollId`) and always
+  releases the scroll (`POST /system/search/scroll/_clear`).  See `iter_search`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
@@ -26,12 +30,29 @@ import httpx
 
 from bridge.clients.http import ApiHttp, RequestStats, RetryPolicy, check_types, require
 from bridge.core.workflow import ref_key
-from bridge.errors import BadResponseError, ConflictError, MalformedItemError, NotFoundError
+from bridge.errors import (
+    BadResponseError,
+    ConflictError,
+    MalformedItemError,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    RemoteError,
+    TransientError,
+    UnreachableError,
+)
+
+log = logging.getLogger("bridge.tracker")
 
 Created = Literal["created", "existed", "lost"]
 SEARCH_BATCH = 100
 PAGE_SIZE = 100
 MAX_PAGES = 10_000  # a runaway-pagination guard, far above any real listing (10k rows = 100 pages)
+# The deepest row page pagination of `_search` reaches; past it only a scroll goes on.
+PAGED_LIMIT = 10_000
+SCROLL_SIZE = 1000  # `perScroll`: "The maximum allowed value is 1000" (default 100)
+SCROLL_TTL_MILLIS = 60_000  # `scrollTTLMillis`: the documented default, sent so it is not left to chance
+SCROLL_RESTARTS = 2  # fresh scrolls after a continuation failed, before the listing gives up
 ISSUE_KEYS = ("id", "key", "version")
 _NONE = type(None)
 # The types of the fields the bridge reads; anything else is a bad response for that issue.
@@ -39,6 +60,14 @@ ISSUE_TYPES: dict[str, tuple[type, ...]] = {
     "key": (str,), "status": (dict,), "assignee": (dict, _NONE), "followers": (list, _NONE),
     "queue": (dict, _NONE), "type": (dict, _NONE), "updatedAt": (str, _NONE),
 }
+
+
+class _ScrollLost(Exception):  # noqa: N818 - an internal signal, never leaves the client
+    """A scroll continuation failed in a way that a fresh scroll may get past; carries the error."""
+
+    def __init__(self, error: RemoteError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def tracker_time(moment: datetime) -> str:
@@ -57,6 +86,10 @@ def updated_filter(queues: Sequence[str], since: datetime) -> dict[str, Any]:
 
 class TrackerClient:
     """One Tracker organization, one token."""
+
+    # The deepest row page pagination of `_search` reaches (10,000 on the real API).  Tests lower
+    # it, with the emulator's `paged_limit`, to exercise the switch to scroll on a few dozen issues.
+    paged_limit: int = PAGED_LIMIT
 
     def __init__(self, http: ApiHttp, api_version: str = "v3") -> None:
         if api_version not in ("v2", "v3"):
@@ -196,26 +229,142 @@ class TrackerClient:
         queue: str | None = None,
         order: str | list[str] | None = None,
         per_page: int = PAGE_SIZE,
+        per_scroll: int = SCROLL_SIZE,
     ) -> Iterator[dict[str, Any]]:
-        """Stream the issues of one search, page by page.  Exactly one of filter/query/queue."""
+        """Stream the issues of one search.  Exactly one of filter/query/queue.
+
+        Page pagination first, because it is the cheap way ("Scrollable search results consume
+        more resources than paginated output") and almost every listing of the bridge (the
+        incremental poll, a doctor sample, a reference lookup) is small.  Page pagination stops
+        at row `paged_limit` (10,000): the API refuses a page past it, and its `X-Total-Count`
+        is reported to stop at 10,000 instead of growing past it (yandex_tracker_client#13), so
+        the first page cannot tell 10,000 rows from 100,000.  Hence: when a page's
+        `X-Total-Count` reaches the limit, or the next page would reach past it (the listing
+        grew while it was read), the rows seen so far stand and a scroll reads the whole
+        listing again, with repeats of the same (key, version) dropped.  A small listing costs
+        what it always did; a big one costs one wasted page.  A `queue` search becomes
+        `filter: {queue}` for the scroll ("Scroll is not supported" with `queue` or `keys`);
+        without `order` or `query` the scroll is unsorted, the one the docs advise for many rows,
+        so the order of a big listing is not the queue's key order.  See `_scroll` for how a
+        scroll is read, repeated and always released, also when the consumer stops early.
+        """
         selectors = {"filter": filter, "query": query, "queue": queue}
         given = {k: v for k, v in selectors.items() if v is not None}
         if len(given) != 1:
             raise ValueError("give exactly one of filter, query and queue")
+        if not 1 <= per_scroll <= SCROLL_SIZE:
+            raise ValueError(f"per_scroll must be 1..{SCROLL_SIZE} (the API's maximum)")
         body: dict[str, Any] = dict(given)
         if order is not None:
             body["order"] = order
-        return self._stream(body, per_page)
+        return self._stream(body, per_page, per_scroll)
 
-    def _stream(self, body: dict[str, Any], per_page: int) -> Iterator[dict[str, Any]]:
+    def _stream(self, body: dict[str, Any], per_page: int, per_scroll: int) -> Iterator[dict[str, Any]]:
         seen: set[tuple[str, int]] = set()
-        for _, issues in self._pages("POST", self._path("issues", "_search"), json_body=body,
-                                     per_page=per_page, keys=ISSUE_KEYS):
+
+        def fresh(issues: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             for issue in issues:
                 mark = (str(issue["key"]), int(issue["version"]))
                 if mark not in seen:  # pages are recomputed: the same row may show up twice
                     seen.add(mark)
                     yield issue
+
+        path = self._path("issues", "_search")
+        page = 1
+        while page * per_page <= self.paged_limit:
+            response = self.http.request("POST", path, safe=True, params={"perPage": per_page, "page": page},
+                                         json_body=body)
+            issues = self._issues(response)
+            yield from fresh(issues)
+            if self._total(response) >= self.paged_limit:
+                break  # maybe more rows than page pagination reaches: scroll
+            if not issues or not self._has_next(response, page):
+                return
+            page += 1
+        scroll_body = dict(body)
+        if "queue" in scroll_body:
+            scroll_body["filter"] = {"queue": scroll_body.pop("queue")}
+        sort = "sorted" if "order" in body or "query" in body else "unsorted"
+        yield from self._scroll(scroll_body, sort, per_scroll, fresh)
+
+    @staticmethod
+    def _total(response: httpx.Response) -> int:
+        """`X-Total-Count`, or 0 when it is missing or not a number (then `Link`/`X-Total-Pages` decide)."""
+        total = response.headers.get("x-total-count", "")
+        return int(total) if total.isdigit() else 0
+
+    def _scroll(self, body: dict[str, Any], sort: str, per_scroll: int,
+                fresh: Callable[[Iterable[dict[str, Any]]], Iterator[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+        """Read one listing by scroll, to the end.
+
+        The first request (`scrollType`, `perScroll`, `scrollTTLMillis`) is a read and is
+        retried like one: a repeat after a lost answer only leaves an unnamed snapshot behind,
+        which expires after its TTL.  A continuation (`scrollId` from the last `X-Scroll-Id`,
+        the same body) is *not* retried after an ambiguous failure (a timeout, a dropped
+        connection, a 5xx).  The docs do not say what a repeated id gets, but the ids in their
+        `_clear` example are Elasticsearch scroll ids (base64 of `queryThenFetch;...`), whose
+        cursor moves on the server when a page is served: sending the id again after a lost
+        answer would get the page after the lost one and drop a page without a word.  Instead the scroll
+        starts over (at most `SCROLL_RESTARTS` times) and the rows already passed on are
+        skipped; the same happens when the scroll is gone (expired, or released by the server),
+        which the docs do not give a code for (404 or another 4xx).  Requests that surely did
+        not reach the server (refused connection, 429) are retried as everywhere.
+
+        Every scroll this reads is released at the end with `POST /system/search/scroll/_clear`
+        and one `{X-Scroll-Id: X-Scroll-Token}` pair per page ("pass all pairs"), in a `finally`:
+        also when the consumer stops early (closing the generator), when a page fails and when
+        the scroll was read to the end (the server should have let it go then; one more request
+        per big listing is cheap insurance against a held snapshot).  The token "certifies that
+        the request belongs to the current user": it goes only into that request's body, never
+        into a URL, a log line or an error.
+        """
+        for restart in range(SCROLL_RESTARTS + 1):
+            pairs: dict[str, str] = {}
+            try:
+                yield from self._scroll_once(body, sort, per_scroll, fresh, pairs)
+                return
+            except _ScrollLost as lost:
+                if restart == SCROLL_RESTARTS:
+                    raise lost.error from None
+                log.info("tracker: a scroll page failed (%s); reading the listing again from the start",
+                         lost.error.describe(body=False), extra={"event": "tracker.scroll_restart"})
+            finally:
+                self._release(pairs)
+
+    def _scroll_once(self, body: dict[str, Any], sort: str, per_scroll: int,
+                     fresh: Callable[[Iterable[dict[str, Any]]], Iterator[dict[str, Any]]],
+                     pairs: dict[str, str]) -> Iterator[dict[str, Any]]:
+        path = self._path("issues", "_search")
+        params: dict[str, Any] = {"scrollType": sort, "perScroll": per_scroll, "scrollTTLMillis": SCROLL_TTL_MILLIS}
+        response = self.http.request("POST", path, safe=True, params=params, json_body=body)
+        for _ in range(MAX_PAGES):
+            issues = self._issues(response)
+            scroll_id = response.headers.get("x-scroll-id")
+            if scroll_id:
+                pairs[scroll_id] = response.headers.get("x-scroll-token", "")
+            yield from fresh(issues)
+            if not scroll_id or not issues:  # X-Scroll-Id comes "if the requested page is not the last one"
+                return
+            try:
+                response = self.http.request("POST", path, safe=False, json_body=body,
+                                             params={"scrollId": scroll_id, "scrollTTLMillis": SCROLL_TTL_MILLIS})
+            except (UnreachableError, RateLimitedError):
+                raise  # retried already as everywhere (it never reached the server): a new scroll would not help
+            except (TransientError, NotFoundError, RejectedError) as exc:
+                raise _ScrollLost(exc) from None
+        raise self.http.bad(response, f"a scroll of more than {MAX_PAGES} pages")
+
+    def _release(self, pairs: dict[str, str]) -> None:
+        """Release scroll contexts; a failure is only logged: the snapshot expires by its TTL anyway,
+        and the listing (or the error that ended it) matters more than the cleanup."""
+        if not pairs:
+            return
+        try:
+            self.http.request("POST", self._path("system", "search", "scroll", "_clear"), safe=True,
+                              json_body=pairs)
+        except RemoteError as exc:
+            log.warning("tracker: could not release a search scroll (it expires in %d s): %s",
+                        SCROLL_TTL_MILLIS // 1000, exc.describe(body=False), extra={"event": "tracker.scroll_clear"})
 
     def find_by_unique(self, unique: str) -> dict[str, Any] | None:
         """The issue created with `unique`, or None.  (Undocumented; what the official client uses.)"""

@@ -11,7 +11,10 @@ that matter most for the bridge, and are therefore strict here:
 * followers take `add`/`remove`/`set`/`replace`, a plain array or `null`; users may be a login,
   a uid or `{"id": ...}`, and an unknown one is a 422, never a silent no-op;
 * create with a `unique` that is taken answers 409 and creates nothing;
-* `_search` takes exactly one non-null selector and pages with X-Total-* and `Link`;
+* `_search` takes exactly one non-null selector and pages with X-Total-* and `Link`, but only
+  down to row 10,000 (a knob): past it the page is refused and the totals stop at the limit, so
+  a listing that only pages silently ends there (as reported of the real API); a scroll
+  (`scrollType`, `perScroll`, `scrollId`, `_clear`) reaches every row;
 * every `self` is an absolute URL on the emulator itself, so following it works.
 
 Where the real behaviour is unknown (see the reference's open questions) the choice is a knob,
@@ -27,7 +30,9 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import random
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +65,10 @@ ADMIN_LOGIN = "tracker-admin"
 DEFAULT_TOKEN = "tracker-token"  # noqa: S105 - the emulator's well-known test token
 ROBOT_VERSION_CAP = 10100
 USER_VERSION_CAP = 11100
+# "If the number of rows in the response exceeds 10,000, use scrollable results" (search-issues).
+PAGED_LIMIT = 10_000
+SCROLL_TTL_MILLIS = 60_000  # the documented default of `scrollTTLMillis`
+MAX_OPEN_SCROLLS = 100
 
 # (english, russian) display strings; the API answers Russian unless `Accept-Language: en`.
 _STATUS_NAMES = {
@@ -322,10 +331,20 @@ class _Ctx:
 
 @dataclass
 class _Scroll:
+    """One scroll context: the keys fixed at the first request and a cursor into them.  Every
+    answer names the context with a new page id (`X-Scroll-Id`), but all of them lead to the same
+    cursor, as an Elasticsearch scroll does (the ids in the docs' `_clear` example are
+    Elasticsearch scroll ids): sending an id again after a lost answer gets the page *after*
+    the lost one.  That is the unsafe assumption a client has to survive."""
+
     keys: list[str]
     per_scroll: int
     position: int
     token: str
+    ttl_seconds: float
+    expires: float
+    kind: str  # sorted | unsorted
+    page_ids: list[str] = field(default_factory=list)
 
 
 class TrackerEmulator(EmulatorBase):
@@ -341,7 +360,21 @@ class TrackerEmulator(EmulatorBase):
       right to see the queue's settings;
     * `trigger_tag` (None): a queue trigger that adds this tag right after every create,
       after the 201 was rendered (so the create answer carries a stale version, as in real life);
-    * `clock` (time.monotonic): the clock of the rate limiter.
+    * `paged_limit` (10,000): the deepest row a page-paginated `_search` serves; a page that
+      reaches past it (`page * perPage > limit`) is refused.  Tests lower it to exercise the
+      switch to scroll on a few dozen issues;
+    * `paged_limit_status` (400): that refusal.  Not documented for issues; 400 "Request exceeds
+      10000 items limit" is what the API answered past row 10,000 of worklogs
+      (yandex/yandex_tracker_client#5);
+    * `paged_totals_capped` (True): `X-Total-Count`/`X-Total-Pages` of a page-paginated search
+      stop at the limit, as reported of the real API (yandex/yandex_tracker_client#13: 10000 and
+      10 pages for a search that `_count` put at 102,544), so a client that trusts them stops
+      at row 10,000 without an error;
+    * `scroll_gone_status` (404): the answer to a scroll id that is unknown, expired or cleared
+      (not documented; an Elasticsearch scroll whose context is gone answers 404);
+    * `max_open_scrolls` (100): new scrolls beyond this many open ones are refused with 429
+      (memory stays bounded; contexts also expire after their `scrollTTLMillis`);
+    * `clock` (time.monotonic): the clock of the rate limiter and of scroll lifetimes.
     """
 
     def __init__(
@@ -381,6 +414,11 @@ class TrackerEmulator(EmulatorBase):
         self.comment_bumps_version = False
         self.workflows_status: int | None = None
         self.trigger_tag: str | None = None
+        self.paged_limit = PAGED_LIMIT
+        self.paged_limit_status = 400
+        self.paged_totals_capped = True
+        self.scroll_gone_status = 404
+        self.max_open_scrolls = MAX_OPEN_SCROLLS
         self.clock: Callable[[], float] = time.monotonic
 
         self._users: dict[int, _User] = {}
@@ -391,7 +429,9 @@ class TrackerEmulator(EmulatorBase):
         self._issue_ids: dict[str, str] = {}
         self._uniques: dict[str, str] = {}
         self._statuses: dict[str, tuple[str, str]] = {}  # key -> (id, type)
-        self._scrolls: dict[str, _Scroll] = {}
+        self._scrolls: dict[str, _Scroll] = {}  # context id -> context
+        self._scroll_pages: dict[str, str] = {}  # page id (X-Scroll-Id) -> context id
+        self._shuffle = random.Random(0)  # the order of unsorted scrolls: arbitrary, repeatable
         self._windows: dict[str, tuple[int, int]] = {}
         self._hex = itertools.count(0x5F0000000000000000000001)
         self._uids = itertools.count(1130000000000001)
@@ -534,6 +574,27 @@ class TrackerEmulator(EmulatorBase):
                     issue.resolved_at, issue.resolved_by = issue.created_at, actor
             return issue.key
 
+    def add_issues(self, queue: str, summaries: Iterable[str], *, by: str | None = None) -> list[str]:
+        """Seed many plain issues at once (open, unassigned, no unique), under one lock: a queue
+        past the 10,000-row search limit in a fraction of a second, for tests and benchmarks."""
+        with self.lock:
+            actor = self._require_user(by or ADMIN_LOGIN)
+            q = self._queues[queue]
+            keys = []
+            for summary in summaries:
+                values = self._default_values(q)
+                values["summary"] = summary
+                keys.append(self._new_issue(q, values, None, actor, transport="front").key)
+            return keys
+
+    @property
+    def open_scrolls(self) -> int:
+        """Scroll contexts still open (not read to the end, cleared or expired): a client that
+        leaves them behind holds server memory until their TTL runs out."""
+        with self.lock:
+            self._expire_scrolls()
+            return len(self._scrolls)
+
     def set_status(self, key: str, status: str, *, resolution: str | None = None,
                    by: str | None = None) -> None:
         """A person moves the issue straight to `status` (no workflow check)."""
@@ -585,8 +646,9 @@ class TrackerEmulator(EmulatorBase):
             return list(self._issues)
 
     def writes(self) -> list[LoggedRequest]:
-        """Logged requests that may change state (`_count` and scroll reads are reads too)."""
-        return [r for r in super().writes() if not r.path.rstrip("/").endswith("/_count")]
+        """Logged requests that may change state (`_count` and scroll reads are reads too, and
+        releasing a scroll changes no data)."""
+        return [r for r in super().writes() if not r.path.rstrip("/").endswith(("/_count", "/scroll/_clear"))]
 
     def fault_response(self, fault: Fault) -> EmuResponse:
         if fault.body:
@@ -1211,10 +1273,16 @@ class TrackerEmulator(EmulatorBase):
                             {"version": f"Current version is {issue.version}"})
 
     def _paged(self, req: EmuRequest, ctx: _Ctx, items: Sequence[Any],
-               render: Callable[[Any], Any]) -> EmuResponse:
+               render: Callable[[Any], Any], *, limit: int | None = None) -> EmuResponse:
+        """One page of `items`.  With a `limit` (issue search), no page reaches past that row and
+        the totals stop there (knobs `paged_limit_status`, `paged_totals_capped`)."""
         per_page = self._int_arg(req, "perPage", 50)
         page = self._int_arg(req, "page", 1)
+        if limit is not None and page * per_page > limit:
+            raise _Fail(self.paged_limit_status, f"Request exceeds {limit} items limit")
         total = len(items)
+        if limit is not None and self.paged_totals_capped:
+            total = min(total, limit)
         pages = math.ceil(total / per_page)
         chunk = items[(page - 1) * per_page : page * per_page]
         here = f"{ctx.base}{req.path}"
@@ -1601,42 +1669,89 @@ class TrackerEmulator(EmulatorBase):
             return self._scroll_next(req, ctx, render)
         body = self._body(req)
         if req.has_arg("scrollType"):
-            if req.arg("scrollType") not in ("sorted", "unsorted"):
-                raise _Fail(400, "scrollType must be sorted or unsorted")
-            if body.get("keys") is not None or body.get("queue") is not None:
-                raise _Fail(400, "Scroll is not supported")
-            per_scroll = self._int_arg(req, "perScroll", 100, high=1000)
-            found = self._selected(body)
-            scroll_id = self._next_hex()
-            scroll = _Scroll([i.key for i in found], per_scroll, 0, self._next_hex())
-            self._scrolls[scroll_id] = scroll
-            return self._scroll_page(req, ctx, scroll_id, scroll, render)
-        return self._paged(req, ctx, self._selected(body), render)
+            return self._scroll_start(req, ctx, body, render)
+        return self._paged(req, ctx, self._selected(body), render, limit=self.paged_limit)
+
+    def _scroll_ttl(self, req: EmuRequest, default: float) -> float:
+        if not req.has_arg("scrollTTLMillis"):
+            return default
+        return self._int_arg(req, "scrollTTLMillis", SCROLL_TTL_MILLIS) / 1000
+
+    def _expire_scrolls(self) -> None:
+        now = self.clock()
+        for scroll_id in [sid for sid, scroll in self._scrolls.items() if scroll.expires <= now]:
+            self._drop_scroll(scroll_id)
+
+    def _drop_scroll(self, scroll_id: str) -> None:
+        scroll = self._scrolls.pop(scroll_id, None)
+        for page_id in scroll.page_ids if scroll else ():
+            self._scroll_pages.pop(page_id, None)
+
+    def _scroll_start(self, req: EmuRequest, ctx: _Ctx, body: dict[str, Any],
+                      render: Callable[[_Issue], Any]) -> EmuResponse:
+        """The first request of a scroll: `scrollType` (first request only), `perScroll` (default
+        100, at most 1000), `scrollTTLMillis` (default 60,000); `keys`/`queue` cannot scroll."""
+        scroll_type = req.arg("scrollType")
+        if scroll_type not in ("sorted", "unsorted"):
+            raise _Fail(400, "scrollType must be sorted or unsorted")
+        if body.get("keys") is not None or body.get("queue") is not None:
+            raise _Fail(400, "Scroll is not supported")
+        per_scroll = self._int_arg(req, "perScroll", 100, high=1000)
+        ttl = self._scroll_ttl(req, SCROLL_TTL_MILLIS / 1000)
+        keys = [i.key for i in self._selected(body)]
+        if scroll_type == "unsorted":  # "No sorting": an order nobody may rely on
+            self._shuffle.shuffle(keys)
+        self._expire_scrolls()
+        if len(self._scrolls) >= self.max_open_scrolls:
+            raise _Fail(429, f"Too many open scrolls ({len(self._scrolls)}): read them to the end or clear them")
+        scroll_id = self._next_hex()
+        token = f"{secrets.token_hex(32)}:{int(time.time() * 1000)}"
+        self._scrolls[scroll_id] = _Scroll(keys, per_scroll, 0, token, ttl, self.clock() + ttl, scroll_type)
+        return self._scroll_page(req, ctx, scroll_id, render)
 
     def _scroll_next(self, req: EmuRequest, ctx: _Ctx, render: Callable[[_Issue], Any]) -> EmuResponse:
-        scroll_id = str(req.arg("scrollId"))
-        scroll = self._scrolls.get(scroll_id)
-        if scroll is None:
-            raise _Fail(404, "Scroll context does not exist or has expired")
-        return self._scroll_page(req, ctx, scroll_id, scroll, render)
+        self._expire_scrolls()
+        scroll_id = self._scroll_pages.get(str(req.arg("scrollId")))
+        scroll = self._scrolls.get(scroll_id) if scroll_id else None
+        if scroll_id is None or scroll is None:
+            raise _Fail(self.scroll_gone_status, "Scroll context does not exist or has expired")
+        scroll.ttl_seconds = self._scroll_ttl(req, scroll.ttl_seconds)
+        scroll.expires = self.clock() + scroll.ttl_seconds
+        return self._scroll_page(req, ctx, scroll_id, render)
 
-    def _scroll_page(self, req: EmuRequest, ctx: _Ctx, scroll_id: str, scroll: _Scroll,
+    def _scroll_page(self, req: EmuRequest, ctx: _Ctx, scroll_id: str,
                      render: Callable[[_Issue], Any]) -> EmuResponse:
+        """The next page at the context's cursor.  `X-Scroll-Id`/`X-Scroll-Token` come only
+        while more pages remain; the context is released after its last page (the docs: "The
+        snapshot of search results is preserved until all the pages have been viewed")."""
+        scroll = self._scrolls[scroll_id]
         keys = scroll.keys[scroll.position : scroll.position + scroll.per_scroll]
         scroll.position += len(keys)
+        ttl_ms = int(scroll.ttl_seconds * 1000)
+        links = [f'<{ctx.base}{req.path}?scrollType={scroll.kind}'
+                 f'&perScroll={scroll.per_scroll}&scrollTTLMillis={ttl_ms}>; rel="first"']
         headers = {"X-Total-Count": str(len(scroll.keys))}
         if scroll.position < len(scroll.keys):
-            headers["X-Scroll-Id"] = scroll_id
+            page_id = self._next_hex()
+            scroll.page_ids.append(page_id)
+            self._scroll_pages[page_id] = scroll_id
+            headers["X-Scroll-Id"] = page_id
             headers["X-Scroll-Token"] = scroll.token
-            query = f"scrollId={scroll_id}&perScroll={scroll.per_scroll}"
-            headers["Link"] = f'<{ctx.base}{req.path}?{query}>; rel="next"'
+            links.append(f'<{ctx.base}{req.path}?scrollTTLMillis={ttl_ms}&scrollId={page_id}>; rel="next"')
         else:
-            del self._scrolls[scroll_id]
+            self._drop_scroll(scroll_id)
+        headers["Link"] = ", ".join(links)
         return json_response(200, [render(self._issues[k]) for k in keys if k in self._issues], headers)
 
     def _h_scroll_clear(self, req: EmuRequest, ver: str) -> EmuResponse:
-        for scroll_id in self._body(req):
-            self._scrolls.pop(scroll_id, None)
+        """`{"<X-Scroll-Id>": "<X-Scroll-Token>", ...}`, one pair per page read.  Any page id
+        releases its whole context; unknown ids are ignored (a release is safe to repeat).  The
+        token is not checked: the docs say it "is not used in the current API version"."""
+        pairs = self._body(req)
+        for page_id in pairs:
+            scroll_id = self._scroll_pages.get(page_id)
+            if scroll_id is not None:
+                self._drop_scroll(scroll_id)
         return EmuResponse(200)
 
     def _h_count(self, req: EmuRequest, ver: str) -> EmuResponse:
