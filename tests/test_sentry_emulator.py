@@ -844,3 +844,25 @@ def test_deprecated_issue_path(api: Api, emu: SentryEmulator, seeded: dict[str, 
     emu.brownout = True
     gone = api().get(f"/api/0/issues/{seeded['plain']}/")
     assert (gone.status_code, gone.json()) == (410, {"message": "This API no longer exists."})
+
+
+def test_self_hosted_answers_carry_no_rate_limit_headers(api: Api, emu: SentryEmulator, seeded: dict[str, str]) -> None:
+    """`rate_limit_headers = False`: a self-hosted Sentry (its rate-limit middleware returns early),
+    with a limit kept by something in front of it: the 429s come, the five headers never do."""
+    url = f"{ORG}/issues/{seeded['plain']}/"
+    emu.rate_limit_headers = False
+    emu.rate_limit_per_second = 1
+    client = api()
+    answers = [client.get(url), client.get(url)]
+    emu.inject("status", status=429, method="GET")
+    emu.rate_limit_per_second = None
+    answers.append(client.get(url))
+    emu.retry_after_on_429 = True
+    emu.inject("status", status=429, method="GET")
+    answers.append(client.get(url))
+    assert [r.status_code for r in answers] == [200, 429, 429, 429]
+    for response in answers:
+        assert not [h for h in response.headers if h.startswith("x-sentry-rate-limit")], response.headers
+    assert "retry-after" not in answers[2].headers and answers[3].headers["retry-after"] == "1"
+    assert isinstance(json.loads(answers[2].text), str)  # still Sentry's 429 body
+

@@ -16,7 +16,8 @@ strict here:
 * `status:"archived"` is refused; `resolvedInNextRelease` needs releases; `assignedTo: null` is
   refused while `""` unassigns; assignees must be in a team that has the issue's project;
 * with `rate_limit_per_second` set, every answer carries the five `X-Sentry-Rate-Limit-*`
-  headers and a 429 is a bare JSON string served as `text/html`, without `Retry-After`.
+  headers and a 429 is a bare JSON string served as `text/html`, without `Retry-After`;
+  `rate_limit_headers = False` plays a self-hosted Sentry, where no answer carries them;
 
 Besides the HTTP API there is a "people" API (`add_issue`, `set_status`, `assign`, `bookmark`,
 `add_event`, ...) for tests and the demo: it plays a person in the Sentry UI (no rate limits, and
@@ -501,7 +502,11 @@ class SentryEmulator(EmulatorBase):
         self.org_id = "1"
         self._clock = now or (lambda: datetime.now(UTC))
         # -- knobs --------------------------------------------------------------------------
-        self.rate_limit_per_second = rate_limit_per_second  # None: "self-hosted", no headers at all
+        self.rate_limit_per_second = rate_limit_per_second  # None: no limiter (and no headers on 2xx)
+        # False: a self-hosted Sentry, whose rate-limit middleware returns early, so *no* answer carries
+        # the five X-Sentry-Rate-Limit-* headers, not even a 429 that a proxy in front of it (or the
+        # limiter above, standing in for one) sends; Retry-After is still added when asked for.
+        self.rate_limit_headers = True
         self.rate_limits: dict[str, int] = {}  # per endpoint name ("issue", "issues", ...) overrides
         self.retry_after_on_429 = False  # an edge proxy that adds Retry-After (unconfirmed on sentry.io)
         self.open_membership = True  # members may read every project (Sentry's default)
@@ -814,7 +819,7 @@ class SentryEmulator(EmulatorBase):
         if fault.status == 429:
             limit = self.rate_limit_per_second or 5
             reset = int(self.now().timestamp()) + 1
-            rate_headers = self._rate_headers(limit, 0, reset)
+            rate_headers = self._advertised(limit, 0, reset)
             if self.retry_after_on_429:
                 rate_headers["Retry-After"] = "1"
             return self._too_many(limit, {**rate_headers, **headers})
@@ -928,13 +933,17 @@ class SentryEmulator(EmulatorBase):
         if start != window:
             used = 0
         if used >= limit:
-            headers = self._rate_headers(limit, 0, window + 1)
+            headers = self._advertised(limit, 0, window + 1)
             if self.retry_after_on_429:
                 headers["Retry-After"] = "1"
             self._windows[slot] = (window, used)
             return headers, self._too_many(limit, headers)
         self._windows[slot] = (window, used + 1)
-        return self._rate_headers(limit, limit - used - 1, window + 1), None
+        return self._advertised(limit, limit - used - 1, window + 1), None
+
+    def _advertised(self, limit: int, remaining: int, reset: int) -> dict[str, str]:
+        """The rate-limit headers an answer carries: none at all on a self-hosted Sentry."""
+        return self._rate_headers(limit, remaining, reset) if self.rate_limit_headers else {}
 
     @staticmethod
     def _rate_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
