@@ -18,6 +18,8 @@ strict here:
 * with `rate_limit_per_second` set, every answer carries the five `X-Sentry-Rate-Limit-*`
   headers and a 429 is a bare JSON string served as `text/html`, without `Retry-After`;
   `rate_limit_headers = False` plays a self-hosted Sentry, where no answer carries them;
+* besides the org-scoped paths the bridge uses, the deprecated project-scoped list and bulk
+  mutate (`/api/0/projects/{org}/{project}/issues/`) answer as `sentry-cli issues` needs them.
 
 Besides the HTTP API there is a "people" API (`add_issue`, `set_status`, `assign`, `bookmark`,
 `add_event`, ...) for tests and the demo: it plays a person in the Sentry UI (no rate limits, and
@@ -846,6 +848,7 @@ class SentryEmulator(EmulatorBase):
         org = r"/api/0/organizations/(?P<org>[^/]+)"
         issue = org + r"/issues/(?P<issue>[^/]+)"
         links = r"/api/0/sentry-app-installations/(?P<install>[^/]+)/external-issues/"
+        project_path = r"/api/0/projects/(?P<org>[^/]+)/(?P<project>[^/]+)"
         table: list[tuple[str, str, str, frozenset[str], Callable[..., EmuResponse]]] = [
             ("GET", org + r"/issues/", "issues", EVENT_READ, self._h_list),
             ("PUT", org + r"/issues/", "issues", EVENT_WRITE, self._h_bulk_update),
@@ -862,6 +865,8 @@ class SentryEmulator(EmulatorBase):
             ("GET", org + r"/sentry-app-installations/", "installations", INSTALLATIONS_READ,
              self._h_installations),
             ("POST", links, "external-issues", EVENT_READ, self._h_link),
+            ("GET", project_path + r"/issues/", "project-issues", EVENT_READ, self._h_project_list),
+            ("PUT", project_path + r"/issues/", "project-issues", EVENT_WRITE, self._h_project_bulk_update),
             ("DELETE", links + r"(?P<ext>[^/]+)/", "external-issue", EVENT_ADMIN, self._h_unlink),
         ]
         for method, pattern, name, scopes, handler in table:
@@ -981,6 +986,20 @@ class SentryEmulator(EmulatorBase):
             found = [self.issues[i] for i in wanted
                      if i in self.issues and self.issues[i].project_id in projects]
             return json_response(200, [self._serialize(i, caller, req.base_url, **shape) for i in found])
+        return self._search_page(req, caller, projects, window, lambda i: self._serialize(
+            i, caller, req.base_url, **shape))
+
+    def _search_page(
+        self,
+        req: EmuRequest,
+        caller: Caller,
+        projects: set[str],
+        window: tuple[datetime, datetime] | None,
+        serialize: Callable[[SentryIssue], dict[str, Any]],
+    ) -> EmuResponse:
+        """One page of an issue search (`build_query_params_from_request`, shared by the org and
+        project lists): `query` (absent: the default query), `sort`, `limit`, `cursor`, then the
+        Link, X-Hits and X-Max-Hits headers.  `window` None: no event window at all."""
         query = req.arg("query")
         terms = self._parse(DEFAULT_QUERY if query is None else query)
         sort = req.arg("sort") or "date"
@@ -991,17 +1010,16 @@ class SentryEmulator(EmulatorBase):
         if cursor is not None and cursor.offset < 0:
             raise _Fail(400, {"detail": "Invalid cursor parameter."})
         match = self._matcher(terms, caller)
-        start, end = window
         candidates = [
             i for i in self.issues.values()
             if i.project_id in projects and i.status not in HIDDEN_STATUSES
-            and i.last_seen >= start and i.first_seen <= end and match(i)
+            and (window is None or (i.last_seen >= window[0] and i.first_seen <= window[1])) and match(i)
         ]
         score = self._score(sort)
         ordered = sorted(candidates, key=lambda i: (score(i), int(i.id)), reverse=True)
         scores = [score(i) for i in ordered]
         lo, hi, prev, nxt = sequence_page(scores, limit, cursor)
-        items = [self._serialize(i, caller, req.base_url, **shape) for i in ordered[lo:hi]]
+        items = [serialize(i) for i in ordered[lo:hi]]
         # Sentry's "HACK": auto-resolved issues are dropped *after* the search, so a page of an
         # is:unresolved search can be short while more pages exist.
         wanted_statuses = self._status_labels(terms)
@@ -1026,7 +1044,13 @@ class SentryEmulator(EmulatorBase):
         return json_response(200, self._serialize(found, caller, req.base_url))
 
     def _h_bulk_update(self, req: EmuRequest, caller: Caller) -> EmuResponse:
-        projects = self._selected_projects(req, caller)
+        return self._bulk(req, caller, self._selected_projects(req, caller), self._window(req))
+
+    def _bulk(
+        self, req: EmuRequest, caller: Caller, projects: set[str], window: tuple[datetime, datetime] | None
+    ) -> EmuResponse:
+        """`update_groups_with_search_fn`: the `id`s given (only those in `projects`), or with no
+        `id` the request's search; 204 when nothing is found; else the delta of the first issue."""
         raw_ids = req.args("id")
         if not all(re.fullmatch(r"\d+", v.strip()) for v in raw_ids):
             raise _Fail(400, {"detail": "Group ids must be integers"})
@@ -1036,9 +1060,9 @@ class SentryEmulator(EmulatorBase):
             # no ids: the request's search (the default query when absent) picks the issues
             query = req.arg("query")
             match = self._matcher(self._parse(DEFAULT_QUERY if query is None else query), caller)
-            start, end = self._window(req)
             targets = [i for i in self.issues.values() if i.project_id in projects
-                       and i.status not in HIDDEN_STATUSES and i.last_seen >= start and match(i)][:1000]
+                       and i.status not in HIDDEN_STATUSES and (window is None or i.last_seen >= window[0])
+                       and match(i)][:1000]
         if not targets:
             return EmuResponse(204)
         body = self._body(req)
@@ -1046,6 +1070,37 @@ class SentryEmulator(EmulatorBase):
         for issue in targets:
             self._apply(issue, upd, caller)
         return json_response(200, self._delta(targets[0], upd, caller))
+
+    def _h_project_list(self, req: EmuRequest, caller: Caller, project: str) -> EmuResponse:
+        """`GET /projects/{org}/{project}/issues/` (deprecated, but what sentry-cli lists with).
+
+        Like the org list it parses `query` (absent: the default query), `sort`, `limit` and
+        `cursor` (`cursor=` empty is no cursor), and pages with Link headers; unlike it there is
+        no event window (`prep_search` passes no dates) and `statsPeriod` only picks the stats
+        series: `''` (none), `24h` (the default) or `14d`, else 400.  Items are the plain
+        `StreamGroupSerializer`: the issue plus `stats`, without `lifetime`/`filtered`."""
+        found = self._path_project(project, caller)
+        period = req.arg("statsPeriod")
+        if period not in (None, "", "24h", "14d"):
+            raise _Fail(400, {"detail": "Invalid stats_period. Valid choices are '', '24h', and '14d'"})
+        period = "24h" if period is None else period
+
+        def serialize(issue: SentryIssue) -> dict[str, Any]:
+            data = self._serialize(issue, caller, req.base_url)
+            if period == "24h":
+                data["stats"] = {"24h": self._series(issue, hours=24)}
+            elif period == "14d":
+                data["stats"] = {"14d": self._series(issue, hours=24 * 14, step_hours=24)}
+            return data
+
+        return self._search_page(req, caller, {found.id}, None, serialize)
+
+    def _h_project_bulk_update(self, req: EmuRequest, caller: Caller, project: str) -> EmuResponse:
+        """`PUT /projects/{org}/{project}/issues/?id=..`: the bulk mutate limited to one project
+        (ids of other projects are not touched; none left: 204), as sentry-cli's
+        `issues resolve|mute|unresolve` send it."""
+        found = self._path_project(project, caller)
+        return self._bulk(req, caller, {found.id}, None)
 
     def _h_activities(self, req: EmuRequest, caller: Caller, issue: str) -> EmuResponse:
         found = self._visible_issue(issue, caller)
@@ -1514,6 +1569,10 @@ class SentryEmulator(EmulatorBase):
                 upd.assign_given = True
             except _Fail as fail:
                 errors["assignedTo"] = [fail.body]
+        snooze = body.get("snoozeDuration")
+        if snooze is not None and (isinstance(snooze, bool) or not isinstance(snooze, int)):
+            # deprecated, and sent as null by sentry-cli with every update: null is allowed
+            errors["snoozeDuration"] = ["A valid integer is required."]
         for key in ("isBookmarked", "isSubscribed", "hasSeen", "isPublic", "inbox"):
             if key in body:
                 flag = _boolean(body[key])
@@ -2121,6 +2180,16 @@ class SentryEmulator(EmulatorBase):
         found = self._find_issue(ref)
         if found is None:
             raise KeyError(ref)
+        return found
+
+    def _path_project(self, ref: str, caller: Caller) -> SentryProject:
+        """The project of a `/projects/{org}/{project_id_or_slug}/` path: 404 when there is no such
+        project, 403 when the caller may not see it."""
+        found = next((p for p in self.projects.values() if ref in (p.slug, p.id)), None)
+        if found is None:
+            raise _Fail(404, NOT_FOUND)
+        if found.id not in self._accessible_projects(caller):
+            raise _Fail(403, NO_PERMISSION)
         return found
 
     def _visible_issue(self, ref: str, caller: Caller) -> SentryIssue:
