@@ -19,7 +19,9 @@ strict here:
   headers and a 429 is a bare JSON string served as `text/html`, without `Retry-After`;
   `rate_limit_headers = False` plays a self-hosted Sentry, where no answer carries them;
 * besides the org-scoped paths the bridge uses, the deprecated project-scoped list and bulk
-  mutate (`/api/0/projects/{org}/{project}/issues/`) answer as `sentry-cli issues` needs them.
+  mutate (`/api/0/projects/{org}/{project}/issues/`) answer as `sentry-cli issues` needs them,
+  and `GET /api/0/organizations/{org}/releases/` lists each project's releases (doctor asks it;
+  it wants `project:read`, which the bridge's default token does not have).
 
 Besides the HTTP API there is a "people" API (`add_issue`, `set_status`, `assign`, `bookmark`,
 `add_event`, ...) for tests and the demo: it plays a person in the Sentry UI (no rate limits, and
@@ -67,6 +69,8 @@ MEMBER_READ = frozenset({"member:read", "member:write", "member:admin"})
 ORG_READ = frozenset({"org:read", "org:write", "org:admin"})
 TEAM_READ = frozenset({"team:read", "team:write", "team:admin"})
 INSTALLATIONS_READ = frozenset({"org:read", "org:integrations"})
+# OrganizationReleasePermission, GET: not among the bridge's default scopes
+RELEASES_READ = frozenset({"project:read", "project:write", "project:admin", "project:releases", "org:ci"})
 
 STATUS_UPDATE_CHOICES = ("resolved", "unresolved", "ignored", "resolvedInNextRelease", "muted")
 STORED_STATUSES = ("unresolved", "resolved", "ignored", "reprocessing", "pending_deletion", "pending_merge")
@@ -526,6 +530,10 @@ class SentryEmulator(EmulatorBase):
         self.tokens: dict[str, SentryToken] = {}
         self.issues: dict[str, SentryIssue] = {}
         self.merged: dict[str, str] = {}  # merged issue id -> surviving issue id
+        # Releases are organization objects tied to projects; which project has which version is
+        # each project's `releases` list; this keeps a release's id and creation time.
+        self.release_meta: dict[str, tuple[int, datetime]] = {}
+        self._release_ids = itertools.count(1)
         self._ids = itertools.count(10001)
         self._issue_ids = itertools.count(5000000001)
         self._windows: dict[tuple[str, str, str], tuple[int, int]] = {}
@@ -555,13 +563,24 @@ class SentryEmulator(EmulatorBase):
                 auto_resolve_hours, self.now(),
             )
             self.projects[project.id] = project
+            for version in project.releases:
+                self._release_record(version)
             team = SentryTeam(self._next_id(), slug, project.name, {project.id}, set(), self.now())
             self.teams[team.id] = team
             return project.id
 
     def add_release(self, project: str, version: str) -> None:
+        """A release of `project` created now (a version already known elsewhere in the org is the
+        same release, now also in this project)."""
         with self.lock:
             self._project(project).releases.append(version)
+            self._release_record(version)
+
+    def _release_record(self, version: str) -> tuple[int, datetime]:
+        """The id and creation time of the org's release `version`, made on first sight."""
+        if version not in self.release_meta:
+            self.release_meta[version] = (next(self._release_ids), self.now())
+        return self.release_meta[version]
 
     def add_app(self, slug: str, name: str | None = None) -> str:
         """An internal integration installed in the org, with its proxy user; returns the
@@ -867,6 +886,7 @@ class SentryEmulator(EmulatorBase):
             ("POST", links, "external-issues", EVENT_READ, self._h_link),
             ("GET", project_path + r"/issues/", "project-issues", EVENT_READ, self._h_project_list),
             ("PUT", project_path + r"/issues/", "project-issues", EVENT_WRITE, self._h_project_bulk_update),
+            ("GET", org + r"/releases/", "releases", RELEASES_READ, self._h_releases),
             ("DELETE", links + r"(?P<ext>[^/]+)/", "external-issue", EVENT_ADMIN, self._h_unlink),
         ]
         for method, pattern, name, scopes, handler in table:
@@ -1109,6 +1129,80 @@ class SentryEmulator(EmulatorBase):
     def _h_issue_links(self, req: EmuRequest, caller: Caller, issue: str) -> EmuResponse:
         found = self._visible_issue(issue, caller)
         return json_response(200, [self._link_json(link) for link in found.external.values()])
+
+    # -- handlers: releases ---------------------------------------------------------------------
+
+    def _h_releases(self, req: EmuRequest, caller: Caller) -> EmuResponse:
+        """`GET /organizations/{org}/releases/` ("List an Organization's Releases").
+
+        `project` takes numeric ids (else 400); omitted: the caller's member projects, `-1`: all it
+        may see, an inaccessible one: 403; no project at all: `[]`.  Newest first (`sort=date`, the
+        only order emulated), `status` `open` (default; every emulated release is open) or
+        `archived`, `query` a case-insensitive part of the version (the source's free-text filter;
+        the OpenAPI text says "starts with").  Offset pages of `per_page` (≤ 100) with Link."""
+        raw = req.args("project")
+        if not all(re.fullmatch(r"-?\d+", v.strip()) for v in raw):
+            raise _Fail(400, {"detail": "Invalid project parameter. Values must be numbers."})
+        accessible = self._accessible_projects(caller)
+        wanted = {str(int(v)) for v in raw}
+        if not wanted:
+            chosen = self._member_projects(caller) & accessible
+        elif "-1" in wanted:
+            chosen = accessible
+        else:
+            if any(v not in self.projects or v not in accessible for v in wanted):
+                raise _Fail(403, NO_PERMISSION)
+            chosen = wanted
+        status = req.arg("status", "open")
+        if status and status not in ("open", "archived"):
+            raise _Fail(400, {"detail": "invalid value for status"})
+        sort = req.arg("sort") or "date"
+        if sort != "date":
+            raise _Fail(400, {"detail": f"sort={sort!r} is not emulated (only date)"})
+        per_page = self._per_page(req)
+        cursor = self._cursor(req.arg("cursor"))
+        versions: dict[str, list[SentryProject]] = {}
+        for project_id in sorted(chosen, key=int):
+            project = self.projects[project_id]
+            for version in project.releases:
+                versions.setdefault(version, []).append(project)
+        query = (req.arg("query") or "").strip().lower()
+        listed = [] if status == "archived" else [
+            (version, projects) for version, projects in versions.items() if query in version.lower()
+        ]
+        listed.sort(key=lambda item: (self._release_record(item[0])[1], self._release_record(item[0])[0]),
+                    reverse=True)
+        try:
+            lo, hi, prev, nxt = offset_page(len(listed), per_page, cursor)
+        except ValueError as exc:
+            raise _Fail(400, {"detail": str(exc)}) from None
+        body = [self._release_json(version, projects) for version, projects in listed[lo:hi]]
+        return json_response(200, body, {"Link": link_header(req, prev, nxt)})
+
+    def _release_json(self, version: str, projects: Sequence[SentryProject]) -> dict[str, Any]:
+        """The documented `OrganizationRelease` fields; no commits, deploys or events are kept."""
+        release_id, created = self._release_record(version)
+        return {
+            "id": release_id,
+            "version": version,
+            "shortVersion": version,
+            "status": "open",
+            "ref": None,
+            "url": None,
+            "dateReleased": None,
+            "dateCreated": format_dt(created),
+            "data": {},
+            "newGroups": 0,
+            "owner": None,
+            "commitCount": 0,
+            "lastCommit": None,
+            "deployCount": 0,
+            "lastDeploy": None,
+            "authors": [],
+            "projects": [{"id": int(p.id), "name": p.name, "slug": p.slug} for p in projects],
+            "firstEvent": None,
+            "lastEvent": None,
+        }
 
     # -- handlers: people, teams, apps ----------------------------------------------------------
 
