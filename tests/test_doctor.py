@@ -1,6 +1,7 @@
 """`doctor` against both emulators over loopback HTTP: a sound setup, deliberately broken
 mappings (unknown status, unreachable target, missing resolution), under-scoped and refused
-tokens, unreachable servers, user coverage, releases; and the pure analyses behind the verdicts."""
+tokens, unreachable servers, user coverage, releases (the emulated release list); and the pure
+analyses behind the verdicts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.config import StatusMapping
 from bridge.core.workflow import Transition
 from bridge.doctor import format_path, reach, reach_level, round_trip, target_resolutions, user_coverage
-from bridge.sandbox.http import EmuRequest, EmuResponse, json_response
+from bridge.sandbox.sentry_emulator import DEFAULT_SCOPES
 
 if TYPE_CHECKING:
     from tests.conftest import BridgeEnv
@@ -214,31 +215,37 @@ def test_user_coverage_overrides_and_sso_only_people(bridge_env: BridgeEnv) -> N
     assert any("pending@example.com" in n for n in checks["users: Sentry -> Tracker"]["notes"])
 
 
-def _serve_releases(env: BridgeEnv) -> None:
-    """The emulator does not serve the releases list; this test adds it, answering from the
-    emulator's own projects (the shape of `GET /organizations/{org}/releases/?project=ID`)."""
-    def releases(req: EmuRequest, org: str) -> EmuResponse:
-        project = env.sentry.projects[str(req.arg("project"))]
-        return json_response(200, [{"version": v} for v in project.releases][:1])
-
-    env.sentry.router.add("GET", r"/api/0/organizations/(?P<org>[^/]+)/releases/", releases)
-
-
-def test_project_without_releases_warns_when_resolved_in_next_release_is_mapped(bridge_env: BridgeEnv) -> None:
+def test_releases_check_against_the_emulated_release_list(bridge_env: BridgeEnv) -> None:
+    """doctor asks `GET /organizations/acme/releases/?project=<id>&per_page=1` for each project,
+    which needs project:read (or project:releases), a scope the bridge's own token lacks."""
     env = bridge_env
     env.pair()
     checks = doctor(env, 0)
-    assert level(checks, "sentry: releases") == "warn"  # the list is not served: cannot tell
-    assert "could not list releases" in checks["sentry: releases"]["detail"]
+    releases = checks["sentry: releases"]
+    assert releases["level"] == "warn"
+    assert releases["detail"] == "could not list releases of backend (403)"
+    assert "project:read" in releases["advice"]
 
-    _serve_releases(env)
-    assert level(doctor(env, 0), "sentry: releases") == "pass"
+    env.sentry.add_token("doctor-token", scopes=[*DEFAULT_SCOPES, "project:read"])
+    env.config(sentry={"token": "doctor-token"})
+    env.sentry.clear_log()
+    checks = doctor(env, 0)
+    assert checks["sentry: releases"]["level"] == "pass"
+    assert checks["sentry: releases"]["detail"] == "backend have releases (resolvedInNextRelease works)"
+    [asked] = env.sentry.requests("GET", r"/releases/$")
+    assert (asked.status, asked.query) == (200, [("project", env.sentry._project("backend").id), ("per_page", "1")])
+
     for project in env.sentry.projects.values():
         project.releases.clear()
     checks = doctor(env, 0)
     assert checks["sentry: releases"]["level"] == "warn"
     assert checks["sentry: releases"]["detail"] == "no releases in backend"
+    assert "map to resolved" in checks["sentry: releases"]["advice"]
 
+    env.sentry.add_release("backend", "2.0.0")
+    assert level(doctor(env, 0), "sentry: releases") == "pass"
+
+    # Nothing maps to resolvedInNextRelease: no check at all.
     env.config(mapping={"status": {"to_sentry": {"resolved": "resolved"}}})
     assert "sentry: releases" not in doctor(env, 0)
 

@@ -367,6 +367,73 @@ def test_real_rate_limit_waits_until_reset(emu: SentryEmulator) -> None:
     assert len(clock.slept) == 3
 
 
+def paced_client(emu: SentryEmulator, clock: Clock, policy: RetryPolicy) -> tuple[SentryClient, ApiHttp]:
+    """A client whose sleeps move the emulator's clock instead of the wall clock."""
+    http = ApiHttp("sentry", BASE, {"Authorization": "Bearer sentry-token"}, policy=policy,
+                   transport=mock_transport(emu), sleep=clock.sleep, clock=lambda: clock().timestamp())
+    return SentryClient(http, "acme"), http
+
+
+def test_self_hosted_without_rate_limit_headers_uses_the_default_pacing(
+    emu: SentryEmulator, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A self-hosted Sentry advertises no budget (no X-Sentry-Rate-Limit-* headers).  The defaults
+    (`RetryPolicy()`: 5 attempts, 60 s, 0.5 s base, 30 s cap) then mean: nothing is paced (the
+    pacer spends only an advertised budget); a 429 with no header at all is retried after an
+    exponential backoff with full jitter, uniform(0, 0.5 * 2**(n-1)); a 429 with `Retry-After`
+    (a proxy in front may add one) is retried after it, plus up to 0.25 s of jitter."""
+    ceilings: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        ceilings.append((low, high))
+        return high  # the longest wait the policy allows: what the assertions check
+
+    monkeypatch.setattr("bridge.clients.http.random.uniform", uniform)
+    issue_id = emu.add_issue("backend", "A")
+    emu.rate_limit_headers = False
+    sentry, http = paced_client(emu, clock, RetryPolicy())
+
+    # A proxy limits to 2 per second and says nothing: the client cannot pace, so it draws 429s
+    # and backs off, and every request still gets through.
+    emu.rate_limit_per_second = 2
+    for _ in range(4):
+        assert sentry.get_issue(issue_id)["id"] == issue_id
+    statuses = [r.status for r in emu.requests("GET")]
+    assert statuses.count(200) == 4 and statuses.count(429) >= 1
+    assert clock.slept == [high for _low, high in ceilings]  # only retry waits: no pacing
+    assert all(high in (0.5, 1.0, 2.0, 4.0) for _low, high in ceilings)
+
+    # A 429 with no header at all: 0.5 s, then 1 s; then the answer.
+    emu.rate_limit_per_second = None
+    clock.slept.clear()
+    ceilings.clear()
+    emu.clear_log()
+    emu.inject("status", status=429, times=2)
+    assert sentry.get_issue(issue_id)["id"] == issue_id
+    assert [r.status for r in emu.requests("GET")] == [429, 429, 200]
+    assert ceilings == [(0, 0.5), (0, 1.0)] and clock.slept == [0.5, 1.0]
+
+    # A 429 with Retry-After: that long, plus the jitter.
+    clock.slept.clear()
+    ceilings.clear()
+    emu.inject("status", status=429, headers={"Retry-After": "3"})
+    assert sentry.update_issue(issue_id, {"status": "resolved"})["status"] == "resolved"
+    assert ceilings == [(0, 0.25)] and clock.slept == [3.25]
+    label = "PUT /api/0/organizations/acme/issues/{id}/"
+    assert http.stats.waited_by_endpoint[label] == 3.25 and http.stats.retries_by_endpoint[label] == 1
+
+    # The same limit, advertised (sentry.io): the budget is spent, then the client waits for the
+    # window to turn instead of drawing 429s.
+    emu.rate_limit_headers, emu.rate_limit_per_second = True, 2
+    clock.slept.clear()
+    emu.clear_log()
+    clock.advance(1)
+    for _ in range(4):
+        sentry.get_issue(issue_id)
+    assert [r.status for r in emu.requests("GET")] == [200] * 4
+    assert len(clock.slept) == 1 and 0 < clock.slept[0] <= 1.02
+
+
 def test_5xx_is_retried(client: SentryClient, emu: SentryEmulator) -> None:
     issue_id = emu.add_issue("backend", "A")
     emu.inject("status", status=500, times=1)

@@ -844,3 +844,158 @@ def test_deprecated_issue_path(api: Api, emu: SentryEmulator, seeded: dict[str, 
     emu.brownout = True
     gone = api().get(f"/api/0/issues/{seeded['plain']}/")
     assert (gone.status_code, gone.json()) == (410, {"message": "This API no longer exists."})
+
+
+def test_self_hosted_answers_carry_no_rate_limit_headers(api: Api, emu: SentryEmulator, seeded: dict[str, str]) -> None:
+    """`rate_limit_headers = False`: a self-hosted Sentry (its rate-limit middleware returns early),
+    with a limit kept by something in front of it: the 429s come, the five headers never do."""
+    url = f"{ORG}/issues/{seeded['plain']}/"
+    emu.rate_limit_headers = False
+    emu.rate_limit_per_second = 1
+    client = api()
+    answers = [client.get(url), client.get(url)]
+    emu.inject("status", status=429, method="GET")
+    emu.rate_limit_per_second = None
+    answers.append(client.get(url))
+    emu.retry_after_on_429 = True
+    emu.inject("status", status=429, method="GET")
+    answers.append(client.get(url))
+    assert [r.status_code for r in answers] == [200, 429, 429, 429]
+    for response in answers:
+        assert not [h for h in response.headers if h.startswith("x-sentry-rate-limit")], response.headers
+    assert "retry-after" not in answers[2].headers and answers[3].headers["retry-after"] == "1"
+    assert isinstance(json.loads(answers[2].text), str)  # still Sentry's 429 body
+
+
+# -- the project-scoped issue endpoints (what sentry-cli uses) ----------------------------------
+
+PROJECT = "/api/0/projects/acme/backend/issues/"
+
+
+def test_project_issue_list(api: Api, emu: SentryEmulator, seeded: dict[str, str], clock: Clock) -> None:
+    old = emu.add_issue("backend", "Old", first_seen=clock() - timedelta(days=200))
+    backend = {k for k, v in seeded.items() if emu.issues[v].project_id == emu._project("backend").id}
+    everything = api().get(PROJECT, params={"query": ""})
+    # Only this project, every status, and no 90-day event window (unlike the org list).
+    assert sorted(issue_ids(everything)) == sorted([seeded[k] for k in backend] + [old])
+    assert old not in issue_ids(api().get(f"{ORG}/issues/", params={"query": "", "project": "-1"}))
+    # No query: the default one (unresolved, high or medium priority).
+    default = issue_ids(api().get(PROJECT))
+    assert seeded["next"] not in default and seeded["plain"] in default
+    # Items are the issue plus the 24h stats; no org-list extras.
+    item = everything.json()[0]
+    org_item = api().get(f"{ORG}/issues/", params={"group": item["id"], "project": "-1"}).json()[0]
+    assert set(org_item) - set(item) == {"lifetime", "filtered", "derivedData"}
+    assert list(item["stats"]) == ["24h"] and len(item["stats"]["24h"]) == 24
+    two_weeks = api().get(PROJECT, params={"query": "", "statsPeriod": "14d"}).json()[0]["stats"]
+    assert list(two_weeks) == ["14d"] and len(two_weeks["14d"]) == 14
+    assert "stats" not in api().get(PROJECT, params={"query": "", "statsPeriod": ""}).json()[0]
+    bad = api().get(PROJECT, params={"statsPeriod": "7d"})
+    assert (bad.status_code, bad.json()) == (400, {"detail": "Invalid stats_period. Valid choices are '', '24h', "
+                                                             "and '14d'"})
+    # Pages: an empty cursor is the first page; then the Link header's cursor.
+    first = api().get(PROJECT, params={"query": "", "limit": "2", "cursor": ""})
+    assert len(first.json()) == 2 and links(first)["next"]["results"] == "true"
+    second = api().get(links(first)["next"]["url"])
+    assert issue_ids(first) + issue_ids(second) == issue_ids(everything)[:4]
+    assert api().get(PROJECT, params={"cursor": "bad"}).status_code == 400
+    # The project is the id or the slug; unknown: 404; not visible to the caller: 403.
+    by_id = api().get(f"/api/0/projects/acme/{emu._project('backend').id}/issues/", params={"query": ""})
+    assert issue_ids(by_id) == issue_ids(everything)
+    assert api().get("/api/0/projects/acme/nope/issues/").status_code == 404
+    assert api().get("/api/0/projects/other-org/backend/issues/").status_code == 404
+    emu.open_membership = False
+    assert api("bob-token").get(PROJECT).status_code == 403  # bob is only in web's team
+
+
+def test_project_bulk_put_by_id(api: Api, emu: SentryEmulator, seeded: dict[str, str]) -> None:
+    body = {"status": "resolved", "snoozeDuration": None}  # what sentry-cli sends
+    done = api("alice-token").put(PROJECT, params={"id": seeded["plain"]}, json=body)
+    assert (done.status_code, done.json()) == (200, {"status": "resolved", "statusDetails": {}, "inbox": None})
+    assert emu.issues[seeded["plain"]].status == "resolved"
+    assert emu.activities(seeded["plain"])[-1].user_id == emu.user_id("alice@example.com")
+    muted = api().put(PROJECT, params={"id": seeded["assigned"]}, json={"status": "muted", "snoozeDuration": None})
+    assert muted.json()["status"] == "ignored" and emu.issues[seeded["assigned"]].substatus == "archived_forever"
+    # An issue of another project is out of scope: 204, nothing changes.
+    other = api().put(PROJECT, params={"id": seeded["low"]}, json=body)
+    assert other.status_code == 204 and emu.issues[seeded["low"]].status == "unresolved"
+    wrong = api().put(PROJECT, params={"id": seeded["plain"]}, json={"status": "unresolved", "snoozeDuration": "x"})
+    assert (wrong.status_code, wrong.json()) == (400, {"snoozeDuration": ["A valid integer is required."]})
+    assert api().put(PROJECT, params={"id": "x"}, json=body).status_code == 400
+    assert api("no-such-token").put(PROJECT, params={"id": seeded["plain"]}, json=body).status_code == 401
+    emu.add_token("reader", scopes=["event:read"])
+    assert api("reader").put(PROJECT, params={"id": seeded["plain"]}, json=body).status_code == 403
+
+
+# -- releases (what doctor asks) -----------------------------------------------------------------
+
+RELEASES = f"{ORG}/releases/"
+# "List an Organization's Releases" is not in the OpenAPI subset; this is the documented item
+# (docs.sentry.io/api/releases/list-an-organizations-releases/; the required fields and types of
+# `OrganizationRelease` in getsentry/sentry api-docs/components/schemas/releases/organization-release.json).
+RELEASE_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["authors", "commitCount", "data", "dateCreated", "dateReleased", "deployCount", "firstEvent",
+                     "lastCommit", "lastDeploy", "lastEvent", "newGroups", "owner", "projects", "ref",
+                     "shortVersion", "version", "url"],
+        "properties": {
+            "authors": {"type": "array", "items": {"type": "object"}},
+            "commitCount": {"type": "integer"},
+            "data": {"type": "object"},
+            "dateCreated": {"type": "string", "format": "date-time"},
+            "dateReleased": {"type": "string", "format": "date-time", "nullable": True},
+            "deployCount": {"type": "integer"},
+            "firstEvent": {"type": "string", "format": "date-time", "nullable": True},
+            "lastCommit": {"type": "object", "nullable": True},
+            "lastDeploy": {"type": "object", "nullable": True},
+            "lastEvent": {"type": "string", "format": "date-time", "nullable": True},
+            "newGroups": {"type": "integer"},
+            "owner": {"type": "object", "nullable": True},
+            "projects": {"type": "array", "items": {"type": "object", "required": ["name", "slug"], "properties": {
+                "name": {"type": "string"}, "slug": {"type": "string"}}}},
+            "ref": {"type": "string", "nullable": True},
+            "shortVersion": {"type": "string"},
+            "version": {"type": "string"},
+            "url": {"type": "string", "nullable": True},
+        },
+    },
+}
+
+
+def test_releases_list(api: Api, emu: SentryEmulator, clock: Clock) -> None:
+    emu.add_token("releases-token", scopes=["event:read", "project:read"])
+    backend, web = emu._project("backend").id, emu._project("web").id
+    clock.advance(60)
+    emu.add_release("backend", "2.0.0")
+    clock.advance(60)
+    emu.add_release("web", "web@3.1")
+    emu.add_release("backend", "web@3.1")  # the same release, in both projects
+
+    client = api("releases-token")
+    listed = client.get(RELEASES, params=[("project", backend), ("project", web)])
+    assert listed.status_code == 200
+    assert_valid(listed.json(), RELEASE_SCHEMA)
+    assert [r["version"] for r in listed.json()] == ["web@3.1", "2.0.0", "1.0.0"]  # newest first
+    assert [p["slug"] for p in listed.json()[0]["projects"]] == ["backend", "web"]
+    assert [r["version"] for r in client.get(RELEASES, params={"project": web}).json()] == ["web@3.1"]
+    assert [r["version"] for r in client.get(RELEASES, params={"project": "-1", "query": "WEB@"}).json()] == [
+        "web@3.1"]
+    assert client.get(RELEASES, params={"project": backend, "status": "archived"}).json() == []
+    # Offset pages with Sentry's Link header, as doctor's `per_page=1` asks for.
+    one = client.get(RELEASES, params={"project": backend, "per_page": "1"})
+    assert [r["version"] for r in one.json()] == ["web@3.1"]
+    assert links(one)["next"]["results"] == "true" and links(one)["previous"]["results"] == "false"
+    assert [r["version"] for r in client.get(links(one)["next"]["url"]).json()] == ["2.0.0"]
+    # A project without releases lists nothing; one the integration is in no team of: nothing.
+    emu._project("web").releases.clear()
+    assert client.get(RELEASES, params={"project": web}).json() == []
+    assert client.get(RELEASES).json() == []
+    # Errors: a slug is not an id; an unknown project; the bridge's default scopes lack project:read.
+    slug = client.get(RELEASES, params={"project": "backend"})
+    assert (slug.status_code, slug.json()) == (400, {"detail": "Invalid project parameter. Values must be numbers."})
+    assert client.get(RELEASES, params={"project": "999"}).status_code == 403
+    assert client.get(RELEASES, params={"project": backend, "status": "gone"}).status_code == 400
+    assert client.get(RELEASES, params={"project": backend, "per_page": "101"}).status_code == 400
+    assert api().get(RELEASES, params={"project": backend}).status_code == 403

@@ -16,7 +16,12 @@ strict here:
 * `status:"archived"` is refused; `resolvedInNextRelease` needs releases; `assignedTo: null` is
   refused while `""` unassigns; assignees must be in a team that has the issue's project;
 * with `rate_limit_per_second` set, every answer carries the five `X-Sentry-Rate-Limit-*`
-  headers and a 429 is a bare JSON string served as `text/html`, without `Retry-After`.
+  headers and a 429 is a bare JSON string served as `text/html`, without `Retry-After`;
+  `rate_limit_headers = False` plays a self-hosted Sentry, where no answer carries them;
+* besides the org-scoped paths the bridge uses, the deprecated project-scoped list and bulk
+  mutate (`/api/0/projects/{org}/{project}/issues/`) answer as `sentry-cli issues` needs them,
+  and `GET /api/0/organizations/{org}/releases/` lists each project's releases (doctor asks it;
+  it wants `project:read`, which the bridge's default token does not have).
 
 Besides the HTTP API there is a "people" API (`add_issue`, `set_status`, `assign`, `bookmark`,
 `add_event`, ...) for tests and the demo: it plays a person in the Sentry UI (no rate limits, and
@@ -64,6 +69,8 @@ MEMBER_READ = frozenset({"member:read", "member:write", "member:admin"})
 ORG_READ = frozenset({"org:read", "org:write", "org:admin"})
 TEAM_READ = frozenset({"team:read", "team:write", "team:admin"})
 INSTALLATIONS_READ = frozenset({"org:read", "org:integrations"})
+# OrganizationReleasePermission, GET: not among the bridge's default scopes
+RELEASES_READ = frozenset({"project:read", "project:write", "project:admin", "project:releases", "org:ci"})
 
 STATUS_UPDATE_CHOICES = ("resolved", "unresolved", "ignored", "resolvedInNextRelease", "muted")
 STORED_STATUSES = ("unresolved", "resolved", "ignored", "reprocessing", "pending_deletion", "pending_merge")
@@ -501,7 +508,11 @@ class SentryEmulator(EmulatorBase):
         self.org_id = "1"
         self._clock = now or (lambda: datetime.now(UTC))
         # -- knobs --------------------------------------------------------------------------
-        self.rate_limit_per_second = rate_limit_per_second  # None: "self-hosted", no headers at all
+        self.rate_limit_per_second = rate_limit_per_second  # None: no limiter (and no headers on 2xx)
+        # False: a self-hosted Sentry, whose rate-limit middleware returns early, so *no* answer carries
+        # the five X-Sentry-Rate-Limit-* headers, not even a 429 that a proxy in front of it (or the
+        # limiter above, standing in for one) sends; Retry-After is still added when asked for.
+        self.rate_limit_headers = True
         self.rate_limits: dict[str, int] = {}  # per endpoint name ("issue", "issues", ...) overrides
         self.retry_after_on_429 = False  # an edge proxy that adds Retry-After (unconfirmed on sentry.io)
         self.open_membership = True  # members may read every project (Sentry's default)
@@ -522,6 +533,10 @@ class SentryEmulator(EmulatorBase):
         self.tokens: dict[str, SentryToken] = {}
         self.issues: dict[str, SentryIssue] = {}
         self.merged: dict[str, str] = {}  # merged issue id -> surviving issue id
+        # Releases are organization objects tied to projects; which project has which version is
+        # each project's `releases` list; this keeps a release's id and creation time.
+        self.release_meta: dict[str, tuple[int, datetime]] = {}
+        self._release_ids = itertools.count(1)
         self._ids = itertools.count(10001)
         self._issue_ids = itertools.count(5000000001)
         self._windows: dict[tuple[str, str, str], tuple[int, int]] = {}
@@ -551,13 +566,24 @@ class SentryEmulator(EmulatorBase):
                 auto_resolve_hours, self.now(),
             )
             self.projects[project.id] = project
+            for version in project.releases:
+                self._release_record(version)
             team = SentryTeam(self._next_id(), slug, project.name, {project.id}, set(), self.now())
             self.teams[team.id] = team
             return project.id
 
     def add_release(self, project: str, version: str) -> None:
+        """A release of `project` created now (a version already known elsewhere in the org is the
+        same release, now also in this project)."""
         with self.lock:
             self._project(project).releases.append(version)
+            self._release_record(version)
+
+    def _release_record(self, version: str) -> tuple[int, datetime]:
+        """The id and creation time of the org's release `version`, made on first sight."""
+        if version not in self.release_meta:
+            self.release_meta[version] = (next(self._release_ids), self.now())
+        return self.release_meta[version]
 
     def add_app(self, slug: str, name: str | None = None) -> str:
         """An internal integration installed in the org, with its proxy user; returns the
@@ -817,7 +843,7 @@ class SentryEmulator(EmulatorBase):
         if fault.status == 429:
             limit = self.rate_limit_per_second or 5
             reset = int(self.now().timestamp()) + 1
-            rate_headers = self._rate_headers(limit, 0, reset)
+            rate_headers = self._advertised(limit, 0, reset)
             if self.retry_after_on_429:
                 rate_headers["Retry-After"] = "1"
             return self._too_many(limit, {**rate_headers, **headers})
@@ -844,6 +870,7 @@ class SentryEmulator(EmulatorBase):
         org = r"/api/0/organizations/(?P<org>[^/]+)"
         issue = org + r"/issues/(?P<issue>[^/]+)"
         links = r"/api/0/sentry-app-installations/(?P<install>[^/]+)/external-issues/"
+        project_path = r"/api/0/projects/(?P<org>[^/]+)/(?P<project>[^/]+)"
         table: list[tuple[str, str, str, frozenset[str], Callable[..., EmuResponse]]] = [
             ("GET", org + r"/issues/", "issues", EVENT_READ, self._h_list),
             ("PUT", org + r"/issues/", "issues", EVENT_WRITE, self._h_bulk_update),
@@ -860,6 +887,9 @@ class SentryEmulator(EmulatorBase):
             ("GET", org + r"/sentry-app-installations/", "installations", INSTALLATIONS_READ,
              self._h_installations),
             ("POST", links, "external-issues", EVENT_READ, self._h_link),
+            ("GET", project_path + r"/issues/", "project-issues", EVENT_READ, self._h_project_list),
+            ("PUT", project_path + r"/issues/", "project-issues", EVENT_WRITE, self._h_project_bulk_update),
+            ("GET", org + r"/releases/", "releases", RELEASES_READ, self._h_releases),
             ("DELETE", links + r"(?P<ext>[^/]+)/", "external-issue", EVENT_ADMIN, self._h_unlink),
         ]
         for method, pattern, name, scopes, handler in table:
@@ -931,13 +961,17 @@ class SentryEmulator(EmulatorBase):
         if start != window:
             used = 0
         if used >= limit:
-            headers = self._rate_headers(limit, 0, window + 1)
+            headers = self._advertised(limit, 0, window + 1)
             if self.retry_after_on_429:
                 headers["Retry-After"] = "1"
             self._windows[slot] = (window, used)
             return headers, self._too_many(limit, headers)
         self._windows[slot] = (window, used + 1)
-        return self._rate_headers(limit, limit - used - 1, window + 1), None
+        return self._advertised(limit, limit - used - 1, window + 1), None
+
+    def _advertised(self, limit: int, remaining: int, reset: int) -> dict[str, str]:
+        """The rate-limit headers an answer carries: none at all on a self-hosted Sentry."""
+        return self._rate_headers(limit, remaining, reset) if self.rate_limit_headers else {}
 
     @staticmethod
     def _rate_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
@@ -975,6 +1009,20 @@ class SentryEmulator(EmulatorBase):
             found = [self.issues[i] for i in wanted
                      if i in self.issues and self.issues[i].project_id in projects]
             return json_response(200, [self._serialize(i, caller, req.base_url, **shape) for i in found])
+        return self._search_page(req, caller, projects, window, lambda i: self._serialize(
+            i, caller, req.base_url, **shape))
+
+    def _search_page(
+        self,
+        req: EmuRequest,
+        caller: Caller,
+        projects: set[str],
+        window: tuple[datetime, datetime] | None,
+        serialize: Callable[[SentryIssue], dict[str, Any]],
+    ) -> EmuResponse:
+        """One page of an issue search (`build_query_params_from_request`, shared by the org and
+        project lists): `query` (absent: the default query), `sort`, `limit`, `cursor`, then the
+        Link, X-Hits and X-Max-Hits headers.  `window` None: no event window at all."""
         query = req.arg("query")
         terms = self._parse(DEFAULT_QUERY if query is None else query)
         sort = req.arg("sort") or "date"
@@ -985,17 +1033,16 @@ class SentryEmulator(EmulatorBase):
         if cursor is not None and cursor.offset < 0:
             raise _Fail(400, {"detail": "Invalid cursor parameter."})
         match = self._matcher(terms, caller)
-        start, end = window
         candidates = [
             i for i in self.issues.values()
             if i.project_id in projects and i.status not in HIDDEN_STATUSES
-            and i.last_seen >= start and i.first_seen <= end and match(i)
+            and (window is None or (i.last_seen >= window[0] and i.first_seen <= window[1])) and match(i)
         ]
         score = self._score(sort)
         ordered = sorted(candidates, key=lambda i: (score(i), int(i.id)), reverse=True)
         scores = [score(i) for i in ordered]
         lo, hi, prev, nxt = sequence_page(scores, limit, cursor)
-        items = [self._serialize(i, caller, req.base_url, **shape) for i in ordered[lo:hi]]
+        items = [serialize(i) for i in ordered[lo:hi]]
         # Sentry's "HACK": auto-resolved issues are dropped *after* the search, so a page of an
         # is:unresolved search can be short while more pages exist.
         wanted_statuses = self._status_labels(terms)
@@ -1020,7 +1067,13 @@ class SentryEmulator(EmulatorBase):
         return json_response(200, self._serialize(found, caller, req.base_url))
 
     def _h_bulk_update(self, req: EmuRequest, caller: Caller) -> EmuResponse:
-        projects = self._selected_projects(req, caller)
+        return self._bulk(req, caller, self._selected_projects(req, caller), self._window(req))
+
+    def _bulk(
+        self, req: EmuRequest, caller: Caller, projects: set[str], window: tuple[datetime, datetime] | None
+    ) -> EmuResponse:
+        """`update_groups_with_search_fn`: the `id`s given (only those in `projects`), or with no
+        `id` the request's search; 204 when nothing is found; else the delta of the first issue."""
         raw_ids = req.args("id")
         if not all(re.fullmatch(r"\d+", v.strip()) for v in raw_ids):
             raise _Fail(400, {"detail": "Group ids must be integers"})
@@ -1030,9 +1083,9 @@ class SentryEmulator(EmulatorBase):
             # no ids: the request's search (the default query when absent) picks the issues
             query = req.arg("query")
             match = self._matcher(self._parse(DEFAULT_QUERY if query is None else query), caller)
-            start, end = self._window(req)
             targets = [i for i in self.issues.values() if i.project_id in projects
-                       and i.status not in HIDDEN_STATUSES and i.last_seen >= start and match(i)][:1000]
+                       and i.status not in HIDDEN_STATUSES and (window is None or i.last_seen >= window[0])
+                       and match(i)][:1000]
         if not targets:
             return EmuResponse(204)
         body = self._body(req)
@@ -1041,6 +1094,37 @@ class SentryEmulator(EmulatorBase):
             self._apply(issue, upd, caller)
         return json_response(200, self._delta(targets[0], upd, caller))
 
+    def _h_project_list(self, req: EmuRequest, caller: Caller, project: str) -> EmuResponse:
+        """`GET /projects/{org}/{project}/issues/` (deprecated, but what sentry-cli lists with).
+
+        Like the org list it parses `query` (absent: the default query), `sort`, `limit` and
+        `cursor` (`cursor=` empty is no cursor), and pages with Link headers; unlike it there is
+        no event window (`prep_search` passes no dates) and `statsPeriod` only picks the stats
+        series: `''` (none), `24h` (the default) or `14d`, else 400.  Items are the plain
+        `StreamGroupSerializer`: the issue plus `stats`, without `lifetime`/`filtered`."""
+        found = self._path_project(project, caller)
+        period = req.arg("statsPeriod")
+        if period not in (None, "", "24h", "14d"):
+            raise _Fail(400, {"detail": "Invalid stats_period. Valid choices are '', '24h', and '14d'"})
+        period = "24h" if period is None else period
+
+        def serialize(issue: SentryIssue) -> dict[str, Any]:
+            data = self._serialize(issue, caller, req.base_url)
+            if period == "24h":
+                data["stats"] = {"24h": self._series(issue, hours=24)}
+            elif period == "14d":
+                data["stats"] = {"14d": self._series(issue, hours=24 * 14, step_hours=24)}
+            return data
+
+        return self._search_page(req, caller, {found.id}, None, serialize)
+
+    def _h_project_bulk_update(self, req: EmuRequest, caller: Caller, project: str) -> EmuResponse:
+        """`PUT /projects/{org}/{project}/issues/?id=..`: the bulk mutate limited to one project
+        (ids of other projects are not touched; none left: 204), as sentry-cli's
+        `issues resolve|mute|unresolve` send it."""
+        found = self._path_project(project, caller)
+        return self._bulk(req, caller, {found.id}, None)
+
     def _h_activities(self, req: EmuRequest, caller: Caller, issue: str) -> EmuResponse:
         found = self._visible_issue(issue, caller)
         return json_response(200, {"activity": self._activity_json(found)})
@@ -1048,6 +1132,80 @@ class SentryEmulator(EmulatorBase):
     def _h_issue_links(self, req: EmuRequest, caller: Caller, issue: str) -> EmuResponse:
         found = self._visible_issue(issue, caller)
         return json_response(200, [self._link_json(link) for link in found.external.values()])
+
+    # -- handlers: releases ---------------------------------------------------------------------
+
+    def _h_releases(self, req: EmuRequest, caller: Caller) -> EmuResponse:
+        """`GET /organizations/{org}/releases/` ("List an Organization's Releases").
+
+        `project` takes numeric ids (else 400); omitted: the caller's member projects, `-1`: all it
+        may see, an inaccessible one: 403; no project at all: `[]`.  Newest first (`sort=date`, the
+        only order emulated), `status` `open` (default; every emulated release is open) or
+        `archived`, `query` a case-insensitive part of the version (the source's free-text filter;
+        the OpenAPI text says "starts with").  Offset pages of `per_page` (≤ 100) with Link."""
+        raw = req.args("project")
+        if not all(re.fullmatch(r"-?\d+", v.strip()) for v in raw):
+            raise _Fail(400, {"detail": "Invalid project parameter. Values must be numbers."})
+        accessible = self._accessible_projects(caller)
+        wanted = {str(int(v)) for v in raw}
+        if not wanted:
+            chosen = self._member_projects(caller) & accessible
+        elif "-1" in wanted:
+            chosen = accessible
+        else:
+            if any(v not in self.projects or v not in accessible for v in wanted):
+                raise _Fail(403, NO_PERMISSION)
+            chosen = wanted
+        status = req.arg("status", "open")
+        if status and status not in ("open", "archived"):
+            raise _Fail(400, {"detail": "invalid value for status"})
+        sort = req.arg("sort") or "date"
+        if sort != "date":
+            raise _Fail(400, {"detail": f"sort={sort!r} is not emulated (only date)"})
+        per_page = self._per_page(req)
+        cursor = self._cursor(req.arg("cursor"))
+        versions: dict[str, list[SentryProject]] = {}
+        for project_id in sorted(chosen, key=int):
+            project = self.projects[project_id]
+            for version in project.releases:
+                versions.setdefault(version, []).append(project)
+        query = (req.arg("query") or "").strip().lower()
+        listed = [] if status == "archived" else [
+            (version, projects) for version, projects in versions.items() if query in version.lower()
+        ]
+        listed.sort(key=lambda item: (self._release_record(item[0])[1], self._release_record(item[0])[0]),
+                    reverse=True)
+        try:
+            lo, hi, prev, nxt = offset_page(len(listed), per_page, cursor)
+        except ValueError as exc:
+            raise _Fail(400, {"detail": str(exc)}) from None
+        body = [self._release_json(version, projects) for version, projects in listed[lo:hi]]
+        return json_response(200, body, {"Link": link_header(req, prev, nxt)})
+
+    def _release_json(self, version: str, projects: Sequence[SentryProject]) -> dict[str, Any]:
+        """The documented `OrganizationRelease` fields; no commits, deploys or events are kept."""
+        release_id, created = self._release_record(version)
+        return {
+            "id": release_id,
+            "version": version,
+            "shortVersion": version,
+            "status": "open",
+            "ref": None,
+            "url": None,
+            "dateReleased": None,
+            "dateCreated": format_dt(created),
+            "data": {},
+            "newGroups": 0,
+            "owner": None,
+            "commitCount": 0,
+            "lastCommit": None,
+            "deployCount": 0,
+            "lastDeploy": None,
+            "authors": [],
+            "projects": [{"id": int(p.id), "name": p.name, "slug": p.slug} for p in projects],
+            "firstEvent": None,
+            "lastEvent": None,
+        }
 
     # -- handlers: people, teams, apps ----------------------------------------------------------
 
@@ -1508,6 +1666,10 @@ class SentryEmulator(EmulatorBase):
                 upd.assign_given = True
             except _Fail as fail:
                 errors["assignedTo"] = [fail.body]
+        snooze = body.get("snoozeDuration")
+        if snooze is not None and (isinstance(snooze, bool) or not isinstance(snooze, int)):
+            # deprecated, and sent as null by sentry-cli with every update: null is allowed
+            errors["snoozeDuration"] = ["A valid integer is required."]
         for key in ("isBookmarked", "isSubscribed", "hasSeen", "isPublic", "inbox"):
             if key in body:
                 flag = _boolean(body[key])
@@ -2115,6 +2277,16 @@ class SentryEmulator(EmulatorBase):
         found = self._find_issue(ref)
         if found is None:
             raise KeyError(ref)
+        return found
+
+    def _path_project(self, ref: str, caller: Caller) -> SentryProject:
+        """The project of a `/projects/{org}/{project_id_or_slug}/` path: 404 when there is no such
+        project, 403 when the caller may not see it."""
+        found = next((p for p in self.projects.values() if ref in (p.slug, p.id)), None)
+        if found is None:
+            raise _Fail(404, NOT_FOUND)
+        if found.id not in self._accessible_projects(caller):
+            raise _Fail(403, NO_PERMISSION)
         return found
 
     def _visible_issue(self, ref: str, caller: Caller) -> SentryIssue:
