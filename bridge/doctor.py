@@ -28,8 +28,9 @@ from bridge.clients.tracker import TrackerClient
 from bridge.config import SENTRY_STATES, Settings, StatusMapping
 from bridge.core.fields import FIELDS
 from bridge.core.mapping import build_user_map, sentry_state_satisfies, status_to_sentry, status_to_tracker
-from bridge.core.workflow import Definition, Transition, parse_definition, parse_transitions, shortest_path
-from bridge.errors import AuthError, BadResponseError, NotFoundError, RemoteError
+from bridge.core.workflow import Definition, Transition, parse_transitions, shortest_path
+from bridge.engine.transitions import read_definitions
+from bridge.errors import AuthError, NotFoundError, RemoteError
 from bridge.probes import LiveProbes
 from bridge.store import state_file_health
 
@@ -136,12 +137,15 @@ def reach_level(result: Reach, *, explored: bool) -> Level:
 
 
 def definition_verdict(
-    table: StatusMapping, queues: Mapping[str, Mapping[str, Definition]], *, to_tracker: bool, to_sentry: bool
+    table: StatusMapping, queues: Mapping[str, Mapping[str, Definition]], *, to_tracker: bool, to_sentry: bool,
+    complete: bool = True,
 ) -> tuple[Level, str, list[str]]:
     """Judge the status mapping against the queues' defined workflows (queue -> issue type ->
     definition).  Fail: a `to_tracker` target a workflow lacks (the bridge refuses to move issues
-    of that queue there), or a `to_sentry` key no queue has (never read).  Warn: statuses of a
-    workflow from which a target cannot be reached."""
+    of that queue there), or an operator-written `to_sentry` key no queue has (never read) —
+    only when every queue's definition was read (`complete`): otherwise the key may belong to
+    the queue doctor could not read, and it is a note.  Warn: statuses of a workflow from which
+    a target cannot be reached."""
     fails: list[str] = []
     warns: list[str] = []
     every: set[str] = set()
@@ -168,16 +172,19 @@ def definition_verdict(
                    f'status "{key}"' for key in sorted(set(table.to_sentry) - every)]
         # A row of the built-in table the queue lacks is harmless (never read); one the operator
         # wrote is a mistake worth failing on.
-        if "to_sentry" in table.model_fields_set:
+        if "to_sentry" in table.model_fields_set and complete:
             fails += lacking
+        elif "to_sentry" in table.model_fields_set:
+            notes += [f"{row} (not every queue's workflow could be read)" for row in lacking]
         else:
             notes += [f"{row} (a built-in row: never read, harmless)" for row in lacking]
     if fails:
-        return "fail", f"{len(fails)} mapping row(s) name a status the queue's workflow lacks", fails + warns + notes
+        return "fail", f"{len(fails)} mapping row(s) name a status the queues' workflows lack", fails + warns + notes
     if warns:
         return "warn", f"{len(warns)} mapping row(s) cannot be reached from every status", warns + notes
-    return "pass", f"every status the mapping names is in {listed(sorted(queues))}'s workflow and reachable " \
-                   "from every status", notes
+    checked = "every status the mapping names" if to_tracker else "every to_sentry key"
+    where = f"the workflow of {listed(sorted(queues))}"
+    return "pass", f"{checked} is in {where}" + (", reachable from every status" if to_tracker else ""), notes
 
 
 def done_steps_without_resolution(
@@ -611,7 +618,7 @@ class Doctor:
             return
         found: dict[str, dict[str, Definition]] = {}
         for queue in queues:
-            read = probe(partial(self._definitions, queue))
+            read = probe(partial(read_definitions, self.tracker, queue))
             if not read.ok:
                 self.add(f"tracker: {queue} workflow definition", "warn", f"cannot read it: {read.why()}",
                          "the bridge then checks mapping targets against the organisation's statuses only and "
@@ -622,23 +629,13 @@ class Doctor:
         if found:
             level, detail, notes = definition_verdict(self.settings.mapping.status, found,
                                                       to_tracker=fields in ("both", "to_tracker"),
-                                                      to_sentry=fields in ("both", "to_sentry"))
+                                                      to_sentry=fields in ("both", "to_sentry"),
+                                                      complete=len(found) == len(queues))
             advice = {"fail": "fix the [mapping.status] rows named below: use statuses the queue's workflow has",
                       "warn": "issues in the statuses named below cannot be moved to that target: add transitions "
                               "in the queue's workflow, or accept that those moves fail (retried with backoff)",
                       "pass": ""}[level]
             self.add("tracker: workflow definition", level, detail, advice, notes)
-
-    def _definitions(self, queue: str) -> dict[str, Definition]:
-        """Issue type -> its workflow as defined, for one queue."""
-        result: dict[str, Definition] = {}
-        for workflow_id, types in self.tracker.queue_workflows(queue).items():
-            definition = parse_definition(self.tracker.workflow(workflow_id))
-            if definition is None:
-                raise BadResponseError(f"workflow {workflow_id} has no steps doctor can read", service="tracker",
-                                       endpoint=f"GET workflows/{workflow_id}")
-            result.update((itype, definition) for itype in types)
-        return result
 
     def check_route_queues(self, main_queue: str) -> None:
         """Queues that `[create.routes]` sends new issues to must exist too."""

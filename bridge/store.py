@@ -23,6 +23,7 @@ from typing import IO, Any, cast
 
 import sqlite_utils
 
+from bridge.core.actions import Adopt, Reconcile, WriteSentry, WriteTracker
 from bridge.core.fields import tracker_kept
 from bridge.core.linkrun import Link, LinkRun
 from bridge.core.outcomes import WROTE_OUTCOMES, JournalEntry, Pending, pending_from_json, pending_to_json
@@ -715,12 +716,15 @@ class Store:
         """A value without a counterpart that is gone (changed by a person, or now mapped) is
         journaled as over, so that its return is said again rather than taken as a repeat."""
         still = {e.field for e in run.journal if e.action == "unmapped"}
+        # Only a field this run moved on (adopted, wrote or judged) can have lost its unmapped
+        # value; one held (switched off, unchanged), in conflict or not reached says nothing.
+        moved_on = {a.field for a in run.actions if isinstance(a, (Adopt, Reconcile, WriteSentry, WriteTracker))}
         rows = self.db.execute(
             "SELECT j.side, j.field, j.value FROM journal j WHERE j.sentry_id = ? AND j.action = 'unmapped' AND "
             "j.id = (SELECT MAX(id) FROM journal WHERE sentry_id = j.sentry_id AND field = j.field)",
             [run.sentry_id]).fetchall()
         for side, name, value in rows:
-            if name not in still:
+            if name in moved_on and name not in still:
                 self._journal(cycle_id, run.sentry_id, run.tracker_key,
                               JournalEntry(str(side), str(name), "unmapped_over", str(value), "settled",
                                            "the value without a counterpart is gone"), stamp)

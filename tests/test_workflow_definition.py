@@ -12,7 +12,7 @@ STRINGS = {"steps": [
 ]}
 REFS = {"steps": [
     {"status": {"key": "open", "id": "1"}, "actions": [{"id": "start", "target": {"key": "inProgress"}},
-                                                      {"id": "close", "target": {"id": "closed"}}]},
+                                                      {"id": "close", "target": {"key": "closed"}}]},
     {"status": {"key": "inProgress"}, "actions": [{"id": "stop", "target": {"key": "open"}}]},
     {"status": {"key": "closed"}},
 ]}
@@ -27,7 +27,8 @@ def test_both_body_forms_give_the_same_definition() -> None:
 
 def test_a_body_of_another_shape_concludes_nothing() -> None:
     for doc in ({}, {"steps": []}, {"steps": "open"}, {"steps": [{"actions": []}]},
-                {"steps": [{"status": "open", "actions": [{"id": "x"}]}]}, {"steps": [["open"]]}):
+                {"steps": [{"status": "open", "actions": [{"id": "x"}]}]}, {"steps": [["open"]]},
+                {"steps": [{"status": {"id": 1, "display": "Open"}, "actions": []}]}):  # numeric ids only
         assert parse_definition(doc) is None, doc
 
 

@@ -32,13 +32,13 @@ class Transition:
 
 
 def ref_key(value: Any) -> str | None:
-    """The key of a reference (`{"key": ...}`, else its `id`), or a bare string key: the API's
-    documented bodies use both forms for statuses and issue types."""
+    """The key of a reference (`{"key": ...}`) or a bare string key: the API's documented bodies
+    use both forms for statuses and issue types.  A reference without a key is not guessed at
+    (its `id` is a number, not a key)."""
     if isinstance(value, str):
         return value or None
-    if isinstance(value, Mapping):
-        found = value.get("key") if value.get("key") is not None else value.get("id")
-        return str(found) if found is not None else None
+    if isinstance(value, Mapping) and isinstance(value.get("key"), str) and value["key"]:
+        return str(value["key"])
     return None
 
 
@@ -181,9 +181,10 @@ def next_transition(graph: Mapping[str, Sequence[Transition]], current: str, tar
     ticket, sets a resolution and tells people); the shortest known path; a step towards the
     nearest status whose transitions are not known yet (the only way to learn them is to stand
     there), first around `avoid`, then through it; else None: nothing reachable leads there.
-    `never` is never entered: the statuses the workflow's definition says lead nowhere near the
-    target."""
-    for detour in (avoid | never, never):
+    `never` is never explored: the statuses the workflow's definition says lead nowhere near
+    the target (a path the issues themselves have shown is taken whatever the definition says:
+    the per-issue lists are the authority, a definition may be stale)."""
+    for detour in (avoid, frozenset()):
         path = shortest_path(graph, current, target, detour - {target})
         if path:
             return path[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ MAX_TRANSITION_STEPS = 6
 STALE = (RejectedError, ConflictError, NotFoundError)
 CLOSING = ("done", "cancelled")
 DEFINITIONS_KEPT = 600.0  # seconds: an admin's workflow edit is seen within ten minutes
+FAILED_KEPT = 30.0  # seconds before a failed definition read is tried again
 
 
 @dataclass
@@ -124,13 +125,12 @@ class StatusWalker:
             missing = self.unknown_target(target.status)
             if missing is None:
                 try:
-                    definition = self.definitions.of(at.queue, at.itype)
+                    missing = self._definition_problem(walk, at, current)
                 except RemoteError as exc:
-                    walk.error = exc  # not read just now: no step until it is
+                    walk.error = exc  # the issue could not be read to confirm: no step now
                     return walk
-                if definition is not None:
-                    missing = definition_problem(definition, at.queue, current, target.status,
-                                                 self._rows(target.status))
+                if walk.error is not None:
+                    return walk  # a person moved the issue meanwhile: their move wins
             if missing is not None:
                 # A typo in the mapping must never walk a real ticket around looking for it.
                 walk.error = RejectedError(missing, service="tracker", endpoint=f"transitions of {key}")
@@ -150,6 +150,42 @@ class StatusWalker:
             walk.error = exc
         return walk
 
+    def _definition_problem(self, walk: Walk, at: _Where, current: str) -> str | None:
+        """Why the queue's defined workflow rules out the target from here (None: it does not,
+        or it is unknown).  A refusal is confirmed against the issue's own transition list
+        first, the authority: a definition it contradicts is stale and read again."""
+        definition = self.definitions.of(at.queue, at.itype)
+        if definition is None:
+            return None
+        target = walk.target.status
+        problem = definition_problem(definition, at.queue, current, target, self._rows(target))
+        if problem is None:
+            return None
+        if not self._learn(walk, at, current):
+            return None
+        if not self._contradicts(definition, at, current):
+            return problem
+        definition = self.definitions.of(at.queue, at.itype)  # _learn forgot the stale one
+        if definition is None or self._contradicts(definition, at, current):
+            return None  # read again and still at odds with the issue: the issue is believed
+        return definition_problem(definition, at.queue, current, target, self._rows(target))
+
+    def _contradicts(self, definition: Definition, at: _Where, status: str) -> bool:
+        """The issue offers a move out of `status` that the definition does not have."""
+        live = self.workflows.get(at.queue, at.itype, status)
+        if live is None:
+            return False
+        return status not in definition.statuses or bool({t.to for t in live} - definition.moves.get(status, set()))
+
+    def _learned(self, at: _Where, status: str, transitions: tuple[Transition, ...]) -> None:
+        """Remember the transitions out of `status`; a definition they contradict is forgotten."""
+        self.workflows.learn(at.queue, at.itype, status, transitions)
+        definition = self.definitions.peek(at.queue, at.itype)
+        if definition is not None and self._contradicts(definition, at, status):
+            log.info("the workflow definition of queue %s is stale (%s offers more): read again", at.queue, status,
+                     extra={"event": "workflow.definitions"})
+            self.definitions.forget(at.queue)
+
     def _one_step(self, walk: Walk, at: _Where, current: str, note: Callable[[tuple[str, ...]], None]) -> str | None:
         """Take the next step; the status reached, or None when the walk stops (walk says why).
         A list of transitions from the cache may be stale (the workflow was edited): a refusal,
@@ -158,7 +194,7 @@ class StatusWalker:
         if not from_cache and not self._learn(walk, at, current):
             return None
         avoid = self._closing_statuses()
-        definition = self.definitions.of(at.queue, at.itype)  # read moments ago by walk(): cached
+        definition = self.definitions.of(at.queue, at.itype)
         never = definition.statuses - definition.leading_to(walk.target.status) if definition else frozenset()
         for last_try in (not from_cache, True):
             step = next_transition(self.workflows.graph(at.queue, at.itype), current, walk.target.status, avoid,
@@ -191,7 +227,7 @@ class StatusWalker:
             walk.in_flight = None
             walk.reached.append(step.to)
             if after is not None:
-                self.workflows.learn(at.queue, at.itype, step.to, parse_transitions(after))
+                self._learned(at, step.to, parse_transitions(after))
             return step.to
         return None
 
@@ -206,7 +242,7 @@ class StatusWalker:
             walk.error = ConflictError(f"the status changed to {status} meanwhile", service="tracker",
                                        endpoint=f"GET {at.key}")
             return False
-        self.workflows.learn(at.queue, at.itype, current, parse_transitions(transitions))
+        self._learned(at, current, parse_transitions(transitions))
         return True
 
     def _execute(self, walk: Walk, key: str, current: str, step: Transition) -> list[dict[str, Any]] | None:
@@ -287,13 +323,34 @@ class StatusWalker:
             return self._status_types
 
 
+def read_definitions(tracker: TrackerClient, queue: str) -> dict[str, Definition]:
+    """Issue type -> its workflow as defined, for one queue; a workflow whose steps cannot be
+    read makes the whole answer unusable (BadResponseError): half a picture would refuse
+    legitimate moves.  Shared by the walk and `doctor`, so both judge alike."""
+    by_type: dict[str, Definition] = {}
+    for workflow_id, types in tracker.queue_workflows(queue).items():
+        definition = parse_definition(tracker.workflow(workflow_id))
+        if definition is None:
+            raise BadResponseError(f"workflow {workflow_id} has no steps the bridge can read", service="tracker",
+                                   endpoint=f"GET workflows/{workflow_id}")
+        by_type.update((itype, definition) for itype in types)
+    if not by_type:
+        raise BadResponseError(f"queue {queue} lists no workflow", service="tracker",
+                               endpoint=f"GET queues/{queue}/workflows")
+    return by_type
+
+
 class QueueDefinitions:
-    """The workflow definitions of the queues walked, per (queue, issue type), re-read after
-    `DEFINITIONS_KEPT` seconds.  A queue whose definitions the server refuses (403, 404, an answer
-    of another shape) gives None: the walk then relies on the per-issue transition lists alone,
-    and the operator is told once per queue.  A read that failed on the way (timeout, 5xx, 429)
-    raises, and is tried again next time: without the definition a typo cannot be told from a
-    real target, so no step is taken meanwhile."""
+    """The workflow definitions of the queues walked, re-read after `DEFINITIONS_KEPT` seconds,
+    or at once when an issue's own transition list shows them stale (`forget`).
+
+    The definitions are a guard, not the source of truth: the per-issue transition lists are.
+    So a queue whose definitions cannot be read (refused, another shape, or failing just now)
+    gives None, the walk relies on the organisation's statuses and the per-issue lists as
+    before, and the operator is told once per queue; a failed read is tried again after
+    `FAILED_KEPT` seconds, never by every walk of a cycle.  An issue type the queue's map does
+    not list gets every workflow of the queue merged: a status none of them has is still
+    refused, and a path any of them has is not."""
 
     def __init__(self, tracker: TrackerClient, clock: Callable[[], float] = time.monotonic) -> None:
         self.tracker = tracker
@@ -301,29 +358,35 @@ class QueueDefinitions:
         self._known: dict[str, tuple[float, dict[str, Definition] | None]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self._queue_locks: dict[str, threading.Lock] = {}
 
     def of(self, queue: str, issue_type: str) -> Definition | None:
-        """Raises TransientError (and its kin) when the definitions cannot be read just now."""
         with self._lock:
+            queue_lock = self._queue_locks.setdefault(queue, threading.Lock())
+        with queue_lock:  # one read per queue at a time; other queues' walks go on
             read_at, by_type = self._known.get(queue, (None, None))
-            if read_at is None or self.clock() - read_at > DEFINITIONS_KEPT:
+            kept = DEFINITIONS_KEPT if by_type is not None else FAILED_KEPT
+            if read_at is None or self.clock() - read_at > kept:
                 by_type = self._read(queue)
                 self._known[queue] = (self.clock(), by_type)
-            return (by_type or {}).get(issue_type)
+        if by_type is None:
+            return None
+        return by_type.get(issue_type) or merged(by_type.values())
+
+    def peek(self, queue: str, issue_type: str) -> Definition | None:
+        """What is known now, without reading."""
+        with self._lock:
+            by_type = self._known.get(queue, (None, None))[1]
+        return None if by_type is None else by_type.get(issue_type) or merged(by_type.values())
+
+    def forget(self, queue: str) -> None:
+        """The definitions of `queue` disagree with what an issue offers: read them again."""
+        with self._lock:
+            self._known.pop(queue, None)
 
     def _read(self, queue: str) -> dict[str, Definition] | None:
         try:
-            by_type: dict[str, Definition] = {}
-            for workflow_id, types in self.tracker.queue_workflows(queue).items():
-                definition = parse_definition(self.tracker.workflow(workflow_id))
-                if definition is None:
-                    raise BadResponseError(f"workflow {workflow_id} has no steps the bridge can read",
-                                           service="tracker", endpoint=f"GET workflows/{workflow_id}")
-                by_type.update((itype, definition) for itype in types)
-            self._warned.discard(queue)
-            return by_type
-        except TransientError:  # 429, timeouts, 5xx, no connection: tried again next time
-            raise
+            found = read_definitions(self.tracker, queue)
         except RemoteError as exc:
             if queue not in self._warned:
                 self._warned.add(queue)
@@ -331,6 +394,19 @@ class QueueDefinitions:
                             "against the organisation's statuses only, and paths are found step by step",
                             queue, exc.describe(), extra={"event": "workflow.definitions"})
             return None
+        self._warned.discard(queue)
+        return found
+
+
+def merged(definitions: Iterable[Definition]) -> Definition:
+    """Every workflow of a queue as one: what any of them allows."""
+    moves: dict[str, set[str]] = {}
+    for definition in definitions:
+        for status, targets in definition.moves.items():
+            moves.setdefault(status, set()).update(targets)
+        for status in definition.statuses:
+            moves.setdefault(status, set())
+    return Definition({status: frozenset(targets) for status, targets in moves.items()})
 
 
 @dataclass(frozen=True)
