@@ -232,7 +232,7 @@ def pacing(headers: httpx.Headers | Mapping[str, str], concurrency: int) -> str:
         return (f"rate-limit headers present (limit {limit or '?'} per window on this endpoint): the bridge "
                 "spends the advertised budget and waits for the window to turn")
     return (f"no rate-limit headers (self-hosted Sentry sends none): the bridge paces by its defaults, at most "
-            f"{concurrency} request(s) at once (sentry.concurrency), and on a 429 it waits Retry-After, else "
+            f"{concurrency} request(s) at once (sync.concurrency), and on a 429 it waits Retry-After, else "
             "backs off exponentially")
 
 
