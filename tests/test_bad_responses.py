@@ -26,6 +26,7 @@ import pytest
 from bridge.commands.status import status_data
 from bridge.core.new_issue import unique_key
 from bridge.engine import Engine
+from bridge.engine.cycle import SINCE_FULL
 from bridge.sandbox.http import EmulatorBase
 from tests.test_engine import World, make_world
 
@@ -40,9 +41,10 @@ def world(tmp_path: Path, **settings: Any) -> World:
 
 
 def restart(w: World) -> None:
-    """A new engine on the same state and clients: its first cycle reads everything again
-    (users, every linked issue), as a fresh `sync` process does."""
+    """A new engine on the same state and clients, with a full resync due: its first cycle
+    reads everything again (users, every linked issue), as `sync --full` does."""
     old = w.engine
+    old.store.set_cursor(SINCE_FULL, str(old.settings.sync.full_resync_every))
     w.engine = Engine(old.settings, old.store, old.sentry, old.tracker)
 
 
@@ -391,7 +393,6 @@ def _poll(w: World) -> None:
 CYCLE_READS: list[tuple[str, Callable[[World], None], str]] = [
     ("members", _members, "GET /api/0/organizations/acme/members/"),
     ("users", _users, "GET /v3/users"),
-    ("tracker-poll", _poll, "POST /v3/issues/_search"),
 ]
 
 
@@ -411,6 +412,25 @@ def test_cycle_level_read_that_does_not_parse(tmp_path: Path, name: str, arm: Ca
     last = status_json(w)["last_cycle"]
     assert last["finished"] is not None and last["ok"] is False
     assert writes(w) == [] and w.store.link_count() == 3
+
+
+def test_a_tracker_poll_that_does_not_parse_falls_back_to_reading_each_link(tmp_path: Path) -> None:
+    """The incremental poll is one read for every link: when it fails, the cycle reads each
+    linked issue instead, so a failure is that link's (recorded, retried), never the cycle's."""
+    w = world(tmp_path)
+    links = [w.pair() for _ in range(3)]
+    w.cycle()
+    w.tracker.set_status(links[0][1], "closed", resolution="fixed")
+    _poll(w)  # every _search answer mangled: the poll and the reads by key alike
+    w.tracker.clear_log()
+    report = w.cycle()
+    assert report.fatal is None and report.full
+    assert {o.sentry_id for o in report.failures} == {sid for sid, _ in links}
+    for sid, _ in links:
+        assert_recorded(failure_of(w, sid), "POST /v3/issues/_search")
+    assert writes(w) == [] and w.store.link_count() == 3
+    w.tracker.clear_faults()
+    assert w.cycle().ok and w.s_status(links[0][0]) == "resolved"
 
 
 def test_cycle_level_read_that_fails_is_recorded(tmp_path: Path) -> None:
@@ -480,13 +500,12 @@ def test_tracker_poll_page_two_fails(tmp_path: Path, trouble: str) -> None:
     w.tracker.clear_log()
     report = w.cycle()
     assert any(("page", "2") in r.query for r in w.tracker.requests("POST", r"/_search$"))
-    # Unknown: nothing closed (in Sentry), unlinked or written; the cycle says it failed.
-    assert report.fatal is not None or report.failures
-    assert writes(w) == [] and w.store.link_count() == 105
-    assert all(w.s_status(sid) == "unresolved" for sid, _ in links)
-    w.tracker.clear_faults()
-    assert w.cycle().ok
+    # The poll failed half way: nothing is concluded from half an answer; the cycle reads every
+    # linked issue instead (by key, 100 a page), so the two changes arrive now, and only they.
+    assert report.fatal is None and report.full and not report.failures
+    assert w.store.link_count() == 105
     assert [w.s_status(sid) for sid, _ in links[:3]] == ["resolved", "resolved", "unresolved"]
+    assert len([r for r in writes(w) if r[0] == "PUT"]) == 2
 
 
 def test_create_listing_page_two_fails(tmp_path: Path) -> None:

@@ -56,12 +56,12 @@ def test_full_sync_against_a_self_hosted_sentry_with_default_pacing(bridge_env: 
     out, err = io.StringIO(), io.StringIO()
     started = time.monotonic()
     with contextlib.redirect_stderr(err):
-        code = main(["--config", str(env.path), "-v", "sync", "--json"], env={}, out=out)
+        code = main(["--config", str(env.path), "-v", "sync", "--json", "--full"], env={}, out=out)
     elapsed = time.monotonic() - started
 
     assert code == 0, err.getvalue()
     report = json.loads(out.getvalue())
-    assert report["ok"] and report["full"] and report["failures"] == 0  # a one-shot sync is a full one
+    assert report["ok"] and report["full"] and report["failures"] == 0  # --full: every link refreshed
     assert report["created"] == 1 and env.status_json()["links"] == 4  # the new issue got its ticket
     assert [f.times for f in faults] == [0, 0]
     assert env.s_state(s1) == ("resolved", None)

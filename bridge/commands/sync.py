@@ -1,4 +1,5 @@
-"""`sync`: one full cycle over every link, then exit."""
+"""`sync`: one cycle, then exit: incremental or full on the same schedule as `run`
+(`sync.full_resync_every`, counted in the state file); `--full` forces a full one."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ log = logging.getLogger("bridge.sync")
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "sync", help="one full cycle (every link refreshed), then exit")
+        "sync", help="one cycle, then exit (full every sync.full_resync_every cycles, as in run)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     parser.add_argument("--json", action="store_true", help="print the plan / result as JSON")
     parser.add_argument("--backfill", action="store_true", help="also create issues for existing Sentry issues")
     parser.add_argument("--force", action="store_true", help="override the mass-change guard")
+    parser.add_argument("--full", action="store_true",
+                        help="read every linked Tracker issue now, whatever the schedule says")
     parser.set_defaults(handler=run)
 
 
@@ -31,7 +34,8 @@ def run(ctx: Context) -> int:
     with ctx.engine(settings) as engine, graceful_stop(engine.stop_requested) as stop:
         if ctx.is_terminal and not ctx.args.json:
             engine.progress = lambda label, total: render.progress(ctx, total, label)
-        report = engine.run_cycle(dry_run=ctx.args.dry_run, backfill=ctx.args.backfill, force=ctx.args.force)
+        report = engine.run_cycle(dry_run=ctx.args.dry_run, backfill=ctx.args.backfill, force=ctx.args.force,
+                                  full=True if ctx.args.full else None)
     if ctx.args.json:
         ctx.print_json(report.to_json())
     else:

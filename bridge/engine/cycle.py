@@ -60,6 +60,7 @@ def _no_progress(label: str, total: int) -> Iterator[_Silent]:
 
 # How long learned workflow transitions are trusted across runs.
 WORKFLOW_KEPT = timedelta(days=1)
+SINCE_FULL = "cycles.since_full"  # incremental cycles since the last full one, across processes
 
 
 class Engine:
@@ -146,7 +147,13 @@ class Engine:
     # -- the cycle ------------------------------------------------------------------------------
     def _full_due(self) -> bool:
         """Full: read every linked Tracker issue.  Otherwise only those updated since the cursor.
-        The first cycle of a process (every one-shot `sync`) and every `full_resync_every`-th is full."""
+        Every `full_resync_every`-th cycle is full, counted across processes (the count is kept
+        in the state file), so a one-shot `sync` from a timer follows the same schedule as `run`
+        and costs what the daemon's cycle costs.  Without a cursor or a count (a new state file,
+        a state file from before the count) the cycle is full."""
+        if self._since_full is None:
+            stored = self.store.cursor(SINCE_FULL)
+            self._since_full = int(stored) if stored is not None and stored.isdigit() else None
         if self._since_full is None or self.store.cursor(TRACKER_CURSOR) is None:
             return True
         return self._since_full + 1 >= self.settings.sync.full_resync_every
@@ -177,8 +184,9 @@ class Engine:
                         full=full)
             if self.stop_requested.is_set():
                 report.interrupted = True  # asked to stop during the cycle: what ran is committed, not all ran
-            if not dry_run and not report.interrupted:
+            if not dry_run and not report.interrupted and report.refused is None:
                 self._since_full = 0 if full else (self._since_full or 0) + 1
+                self.store.set_cursor(SINCE_FULL, str(self._since_full), self.clock())
         except RemoteError as exc:
             # A read the whole cycle depends on failed (auth, outage, a malformed member list):
             # the cycle ends here, recorded; the next one is the retry.
@@ -226,7 +234,17 @@ class Engine:
         active = [link for link in links if link.sentry_id not in waiting and link.sentry_id not in held]
         # A full read sees everything as of now: the next incremental poll starts here (the
         # overlap window absorbs clock skew between us and Tracker).
-        updates, cursor = ({}, report.started.isoformat()) if full else self.reader.tracker_updates(links, self.store)
+        updates: Issues = {}
+        cursor = report.started.isoformat()
+        if not full:
+            try:
+                updates, cursor = self.reader.tracker_updates(links, self.store, remember=not dry_run)
+            except RemoteError as exc:
+                # The poll is one read for every link: rather than lose the cycle, read each
+                # linked issue (a failure there is that link's, recorded and retried).
+                log.warning("the incremental Tracker poll failed (%s): reading every linked issue instead",
+                            exc.describe(), extra={"event": "cycle.poll_failed"})
+                full = report.full = True
         guard = MassChangeGuard(self.settings.sync.mass_change_limit(len(links)), len(active), force=force)
         missing = self._sync_links(report, active, users, bookmarks, updates, guard, full=full, dry_run=dry_run)
         if report.interrupted:

@@ -225,10 +225,11 @@ class Reader:
         return bookmarks.get(sentry_id, frozenset())
 
     # -- the incremental Tracker poll ---------------------------------------------------------
-    def tracker_updates(self, links: Sequence[Link], store: Store) -> tuple[Issues, str]:
+    def tracker_updates(self, links: Sequence[Link], store: Store, *, remember: bool = True) -> tuple[Issues, str]:
         """Tracker issues of the linked queues updated since the cursor minus the overlap window
         (an update stamped exactly at the cursor, or a clock a little off, is still caught).
-        Returns the linked ones by key (and old key, after a move) and the next cursor."""
+        Returns the linked ones by key (and old key, after a move) and the next cursor.  A dry
+        run (`remember=False`) leaves the state file's cache as it was."""
         started = self.clock()
         since = parse_time(store.cursor(TRACKER_CURSOR)) or started
         since -= timedelta(seconds=self.settings.sync.overlap_seconds)
@@ -244,7 +245,8 @@ class Reader:
             for key in (issue.get("key"), *(issue.get("aliases") or [])):
                 if key in linked:
                     found[str(key)] = issue
-        store.cache_tracker(found.values(), self.clock())
+        if remember:
+            store.cache_tracker(found.values(), self.clock())
         # Everything up to this cycle's start has been seen; an update stamped later (or a little
         # earlier, by a clock behind ours) falls inside the next poll's overlap window.
         cursor = max(started, newest) if newest is not None else started
