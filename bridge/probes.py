@@ -79,6 +79,9 @@ class LiveProbes:
             return probe()
         except RemoteError as exc:
             return Verdict(name, "warn", f"could not run: {exc.describe()}", "retry doctor")
+        except (ValueError, TypeError, KeyError) as exc:  # an answer of a shape the probe cannot use
+            return Verdict(name, "warn", f"could not run: {type(exc).__name__}: {exc}",
+                           "this server answers in a shape the bridge does not expect; report this")
 
     # -- Tracker -----------------------------------------------------------------------------
     def incremental_poll(self) -> Verdict:
@@ -102,16 +105,33 @@ class LiveProbes:
                        "sync.full_resync_every = 1 meanwhile and report this with doctor's output")
 
     def tracker_pages(self) -> Verdict:
+        """Pages 1 and 2 of one issue each, asked for directly (not through the client, whose
+        de-duplication would hide a repeated page and whose switch to scroll mode would hide a
+        server that ignores `page`)."""
         name = "probe: Tracker pagination"
         queue = self.settings.tracker.queue
-        first_two = list(islice(self.tracker.iter_search(filter={"queue": queue}, order="+key", per_page=1), 2))
-        if len(first_two) < 2:
+        path = f"/{self.tracker.api_version}/issues/_search"
+        body = {"filter": {"queue": queue}, "order": "+key"}
+        answers = [self.tracker.http.request("POST", path, safe=True, json_body=body,
+                                             params={"perPage": 1, "page": page}) for page in (1, 2)]
+        pages = [self.tracker.http.json(a) for a in answers]
+        if not all(isinstance(p, list) for p in pages):
+            return Verdict(name, "fail", "a search page is not a JSON array", "report this")
+        total = answers[0].headers.get("x-total-count", "")
+        keys = [str(p[0].get("key")) if p and isinstance(p[0], Mapping) else None for p in pages]
+        if len(pages[0]) > 1:
+            return Verdict(name, "fail", f"{len(pages[0])} issues on a page of perPage=1",
+                           "the bridge would misread every listing; report this")
+        if keys[0] is None or (keys[1] is None and not (total.isdigit() and int(total) >= 2)):
             return Verdict(name, "warn", f"fewer than 2 issues in {queue}: paging cannot be shown",
                            "run doctor again once the queue has two issues")
-        if first_two[0]["key"] == first_two[1]["key"]:
-            return Verdict(name, "fail", "page 2 repeated page 1", "report this with doctor's output")
-        return Verdict(name, "pass", f"one issue per page: page 1 {first_two[0]['key']}, page 2 "
-                                     f"{first_two[1]['key']} (the page headers parse)")
+        if keys[1] is None or keys[1] == keys[0]:
+            got = "nothing" if keys[1] is None else f"{keys[1]} again"
+            return Verdict(name, "fail", f"page 2 brought {got} (X-Total-Count {total or 'absent'})",
+                           "this server does not page as documented: the bridge would miss or repeat issues; "
+                           "report this with doctor's output")
+        return Verdict(name, "pass", f"one issue per page: page 1 {keys[0]}, page 2 {keys[1]}"
+                                     + (f" of {total}" if total else ""))
 
     def robot_rights(self, robot: str, queues: Sequence[str]) -> Verdict:
         """The token's own rights in each queue: WRITE to edit (fields, transitions, comments),
@@ -157,14 +177,20 @@ class LiveProbes:
         return list(islice(self.sentry.iter_issues("", per_page=count), count))
 
     def group_read(self) -> Verdict:
+        """Ask for a strict part of a sample by `group=`: what was asked comes back, and what was
+        left out does not (a server that ignored `group=` would send its default listing, which
+        in a small organisation may be exactly the sample)."""
         name = "probe: Sentry group= batch read"
-        sample = self._sample(GROUP_SAMPLE)
-        if not sample:
-            return Verdict(name, "warn", "no issue to prove it with", "run doctor again once a project has an issue")
-        asked = sorted(str(issue["id"]) for issue in sample)
+        sample = sorted(str(issue["id"]) for issue in self._sample(GROUP_SAMPLE))
+        if len(sample) < 2:
+            return Verdict(name, "warn", "fewer than 2 issues: a batch read cannot be told from a listing",
+                           "run doctor again once the projects have two issues")
+        asked = [sample[0], sample[-1]] if len(sample) > 2 else [sample[0]]
+        left_out = [i for i in sample if i not in asked]
         got = sorted(str(issue["id"]) for issue in self.sentry.get_issues(asked))
-        if got == asked:
-            return Verdict(name, "pass", f"asked for {len(asked)} issue(s) by group=, got exactly those")
+        if got == sorted(asked):
+            return Verdict(name, "pass", f"asked for {', '.join(asked)} by group=, got exactly those "
+                                         f"(not {', '.join(left_out)})")
         return Verdict(name, "fail", f"asked for {', '.join(asked)} by group=, got {', '.join(got[:10]) or 'none'}",
                        "this server does not select issues by group= (a Sentry-compatible server may want id=): "
                        "the bridge would refresh the wrong issues; it needs an adapter for this server")

@@ -311,10 +311,10 @@ class TrackerClient:
         not reach the server (refused connection, 429) are retried as everywhere.
 
         Every scroll this reads is released at the end with `POST /system/search/scroll/_clear`
-        and one `{X-Scroll-Id: X-Scroll-Token}` pair per page ("pass all pairs"), in a `finally`:
-        also when the consumer stops early (closing the generator), when a page fails and when
-        the scroll was read to the end (the server should have let it go then; one more request
-        per big listing is cheap insurance against a held snapshot).  The token "certifies that
+        and one `{X-Scroll-Id: X-Scroll-Token}` pair per page ("pass all pairs"), in a `finally`,
+        when it stopped before its last page: the consumer stopped early (closing the
+        generator) or a page failed.  A scroll read to its last page (no `X-Scroll-Id` on it) is
+        let go by the server, so releasing it would cost a request for nothing.  The token "certifies that
         the request belongs to the current user": it goes only into that request's body, never
         into a URL, a log line or an error.
         """
@@ -344,6 +344,7 @@ class TrackerClient:
                 pairs[scroll_id] = response.headers.get("x-scroll-token", "")
             yield from fresh(issues)
             if not scroll_id or not issues:  # X-Scroll-Id comes "if the requested page is not the last one"
+                pairs.clear()  # read to its end: the server lets the scroll go, nothing to release
                 return
             try:
                 response = self.http.request("POST", path, safe=False, json_body=body,

@@ -236,21 +236,20 @@ class Reader:
         linked = {link.tracker_key for link in links}
         queues = sorted({key.rsplit("-", 1)[0] for key in linked} | {self.settings.tracker.queue})
         found: Issues = {}
-        newest: datetime | None = None
         flt = updated_filter(queues, since)
         for issue in self.tracker.iter_search(filter=flt):
-            stamp = parse_time(issue.get("updatedAt"))
-            if stamp is not None and (newest is None or stamp > newest):
-                newest = stamp
             for key in (issue.get("key"), *(issue.get("aliases") or [])):
-                if key in linked:
-                    found[str(key)] = issue
+                seen = found.get(str(key))
+                if key in linked and (seen is None or int(seen["version"]) <= int(issue["version"])):
+                    found[str(key)] = issue  # shown twice (pages recomputed): the newer copy
         if remember:
             store.cache_tracker(found.values(), self.clock())
         # Everything up to this cycle's start has been seen; an update stamped later (or a little
-        # earlier, by a clock behind ours) falls inside the next poll's overlap window.
-        cursor = max(started, newest) if newest is not None else started
-        return found, cursor.isoformat()
+        # earlier, by a clock behind ours) falls inside the next poll's overlap window.  Never
+        # the newest stamp seen: a listing is not a snapshot (pages are recomputed, a scroll's
+        # set is fixed when it starts), and a later stamp shown on a later page would carry the
+        # cursor past a change the listing could not show.
+        return found, started.isoformat()
 
 
 # What planning and writing need of a Sentry issue (a changed link keeps only this while it waits).

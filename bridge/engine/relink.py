@@ -70,10 +70,12 @@ def _linked_in_tracker(reader: Reader) -> tuple[dict[str, dict[str, Any]], list[
     queues = sorted({settings.tracker.queue, *settings.create.routes.values()})
     found: dict[str, dict[str, Any]] = {}
     duplicates: list[str] = []
-    scanned = 0
+    seen: set[str] = set()
     for queue in queues:
         for t_issue in reader.tracker.iter_search(queue=queue):
-            scanned += 1
+            # A listing may show an issue twice (edited between pages, or a scroll started
+            # over): the same key is the same issue, its newer copy wins.
+            seen.add(str(t_issue["key"]))
             sid = sentry_id_from_unique(org, t_issue.get("unique"))
             if sid is None and field_key and str(t_issue.get(field_key) or "").isdigit():
                 sid = str(t_issue[field_key])
@@ -81,11 +83,11 @@ def _linked_in_tracker(reader: Reader) -> tuple[dict[str, dict[str, Any]], list[
                 sid = sentry_id_from_tags(tag, t_issue.get("tags"))
             if sid is None:
                 continue
-            if sid in found:
+            if sid in found and str(found[sid]["key"]) != str(t_issue["key"]):
                 duplicates.append(str(t_issue["key"]))
                 continue
             found[sid] = t_issue
-    return found, duplicates, scanned
+    return found, duplicates, len(seen)
 
 
 def _disagreements(now: Snapshot, users: UserMap, policy: Policy) -> dict[Field, Pair]:

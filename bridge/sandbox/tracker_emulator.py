@@ -1876,9 +1876,9 @@ class TrackerEmulator(EmulatorBase):
         ref = self._user_ref(ctx, uid)
         held: dict[str, dict[str, Any]] = {}
         for right, how in self._rights_of(q.key, uid).items():
-            source: Any = {"users": [ref], "groups": [{"id": 1, "display": "robots"}],
-                           "roles": [{"id": "author", "display": "Author"}]}[how]
-            held[right] = {how: source}
+            held[right] = {"users": [ref] if how == "users" else [],
+                           "groups": [{"id": 1, "display": "robots"}] if how == "groups" else [],
+                           "roles": [{"id": "author", "display": "Author"}] if how == "roles" else []}
         return json_response(200, {"user": ref, "permissions": held, "components": []})
 
     def _queue_or_404(self, qkey: str) -> _Queue:
