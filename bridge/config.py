@@ -487,6 +487,36 @@ class MetricsSettings(BaseModel):
         return None if self.listen is None else _split_host_port(self.listen)
 
 
+class PushSettings(BaseModel):
+    """Hooks as hints (design section 10): off unless `enabled`.  The receiver binds to
+    localhost by default; put a reverse proxy with TLS in front of it to take hooks from outside.
+    Secrets come from the value, else `*_file`, else the systemd credentials `sentry-hook-secret`
+    and `tracker-hook-secret`; never from the environment's logs or the state file."""
+
+    model_config = _MODEL_CONFIG
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8788"
+    sentry_secret: SecretStr | None = None  # the integration's client secret (signs Sentry's hooks)
+    sentry_secret_file: Path | None = None
+    tracker_secret: SecretStr | None = None  # shared with the queue trigger (X-Bridge-Secret)
+    tracker_secret_file: Path | None = None
+    min_gap_seconds: float = Field(default=2.0, ge=0.1, le=3600)  # hinted cycles at most this often
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if _split_host_port(value) is None:
+            raise _problem('must be "host:port" with a port 1-65535, e.g. "127.0.0.1:8788"')
+        return value
+
+    def address(self) -> tuple[str, int]:
+        found = _split_host_port(self.listen)
+        if found is None:  # the validator refused it already
+            raise ValueError(self.listen)
+        return found
+
+
 def _split_host_port(value: str) -> tuple[str, int] | None:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
@@ -518,6 +548,7 @@ class Settings(BaseSettings):
     create: CreateSettings = Field(default_factory=CreateSettings)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
     #: The file these settings came from; set by `load_settings`, never read from the input.
     config_path: Path | None = None
 
@@ -561,6 +592,25 @@ class Settings(BaseSettings):
     def tracker_token(self) -> str:
         """The Tracker token: `token`, else `token_file`, else the systemd credential."""
         return self._token("tracker", self.tracker.token, self.tracker.token_file)
+
+    def push_secret(self, side: Literal["sentry", "tracker"]) -> str | None:
+        """A hook secret: the value, else its file, else the systemd credential
+        `{side}-hook-secret`; None when none is set (that side's hooks are then refused)."""
+        value = self.push.sentry_secret if side == "sentry" else self.push.tracker_secret
+        path = self.push.sentry_secret_file if side == "sentry" else self.push.tracker_secret_file
+        if value is not None and value.get_secret_value().strip():
+            return value.get_secret_value().strip()
+        base = self.config_path.parent if self.config_path is not None else Path.cwd()
+        credentials = os.environ.get(CREDENTIALS_ENV)
+        if path is None and credentials and (Path(credentials) / f"{side}-hook-secret").is_file():
+            path = Path(credentials) / f"{side}-hook-secret"
+        if path is None:
+            return None
+        path = path.expanduser() if path.expanduser().is_absolute() else base / path.expanduser()
+        secret, problems = _read_secret(path, f"push.{side}_secret_file")
+        if secret is None:
+            raise ConfigError(problems)
+        return secret.get_secret_value()
 
     def _token(self, service: str, token: SecretStr | None, token_file: Path | None) -> str:
         base = self.config_path.parent if self.config_path is not None else Path.cwd()

@@ -42,7 +42,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +60,8 @@ from bridge.engine import Engine
 from bridge.errors import BridgeError, ConfigError, RemoteError
 from bridge.metrics import Health, Metrics, MetricsServer, cycle_result, parse_iso
 from bridge.notify import Notifier
+from bridge.push.hints import HintBox
+from bridge.push.receiver import HookCounters, HookReceiver
 from bridge.store import StateLock, Store
 
 log = logging.getLogger("bridge.daemon")
@@ -118,6 +120,9 @@ def reload_problems(running: Settings, new: Settings) -> list[str]:
     problems = []
     if running.state.path != new.state.path:
         problems.append(f"state.path: cannot change while running (the lock is held on {running.state.path}); "
+                        "restart the service instead")
+    if (running.push.enabled, running.push.listen) != (new.push.enabled, new.push.listen):
+        problems.append("push.enabled / push.listen: cannot change while running (the receiver is bound); "
                         "restart the service instead")
     return problems
 
@@ -280,6 +285,13 @@ class Daemon:
         self._store: WatchedStore | None = None
         self._engine: Engine | None = None
         self._server: MetricsServer | None = None
+        # Push (design section 10): hooks are hints that bring the next cycle forward.
+        self.hints = HintBox(on_new=self._wake)
+        self.hook_counters = HookCounters()
+        self._receiver: HookReceiver | None = None
+        self._wake_lock = threading.Lock()
+        self._cycle_running = threading.Event()
+        self._last_start = float("-inf")  # time.monotonic() of the last cycle's start
 
     # -- life cycle (main thread) -----------------------------------------------------------
     def run(self) -> int:
@@ -300,6 +312,7 @@ class Daemon:
         try:
             self._on_worker(self._open, settings)
             self._on_worker(self._listen, settings)
+            self._start_receiver(settings)
         except BaseException:
             self._on_worker(self._close)
             raise
@@ -325,6 +338,8 @@ class Daemon:
         finally:
             watchdog_stop.set()
             signals.close()
+            if self._receiver is not None:
+                self._receiver.close()
 
     def _start_scheduler(self, settings: Settings) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(
@@ -445,14 +460,61 @@ class Daemon:
 
     # -- the scheduler's job (APScheduler's thread) -------------------------------------------
     def _tick(self) -> None:
-        """Hand the cycle to the worker and wait for it, so `max_instances=1` sees it running."""
+        """Hand the cycle to the worker and wait for it, so `max_instances=1` sees it running.
+        Hints that arrived during the cycle bring the next one forward."""
         if self.stopping.is_set():
             return
+        with self._wake_lock:
+            self._cycle_running.set()
+            self._last_start = time.monotonic()
         try:
-            future = self._worker.submit(self._cycle)
-        except RuntimeError:
-            return  # shutting down
-        future.result()
+            try:
+                future = self._worker.submit(self._cycle)
+            except RuntimeError:
+                return  # shutting down
+            future.result()
+        finally:
+            with self._wake_lock:
+                self._cycle_running.clear()
+        if len(self.hints):
+            self._wake()
+
+    # -- push ---------------------------------------------------------------------------------
+    def _start_receiver(self, settings: Settings) -> None:
+        if not settings.push.enabled:
+            return
+        sentry_secret, tracker_secret = settings.push_secret("sentry"), settings.push_secret("tracker")
+        if sentry_secret is None and tracker_secret is None:
+            raise ConfigError(["push: enabled, but neither push.sentry_secret nor push.tracker_secret is set "
+                               "(hooks without a secret are never accepted)"])
+        try:
+            self._receiver = HookReceiver(settings.push.address(), self.hints, sentry_secret=sentry_secret,
+                                          tracker_secret=tracker_secret, counters=self.hook_counters)
+        except OSError as exc:
+            raise ConfigError([f"push.listen: cannot listen on {settings.push.listen}: "
+                               f"{exc.strerror or exc}"]) from None
+        self._receiver.start()
+        host, port = self._receiver.address
+        log.info("hooks on http://%s:%d/hooks/sentry and /hooks/tracker (%s)", host, port,
+                 ", ".join(side for side, secret in (("sentry", sentry_secret), ("tracker", tracker_secret)) if secret),
+                 extra={"event": "push.listening"})
+
+    def _wake(self) -> None:
+        """A hint arrived: bring the next cycle forward, but never closer than
+        `push.min_gap_seconds` to the last start (a flood of hints is one cycle per gap).  During
+        a cycle nothing is moved: `_tick` wakes again when it ends, if hints wait."""
+        scheduler, settings = self._scheduler, self.settings
+        if scheduler is None or settings is None or not settings.push.enabled or self.stopping.is_set():
+            return
+        with self._wake_lock:
+            if self._cycle_running.is_set():
+                return
+            delay = max(0.0, self._last_start + settings.push.min_gap_seconds - time.monotonic())
+            when = datetime.now(UTC) + timedelta(seconds=delay)
+            job = scheduler.get_job(JOB_ID)
+            if job is None or (job.next_run_time is not None and job.next_run_time <= when):
+                return
+            scheduler.modify_job(JOB_ID, next_run_time=when)
 
     # -- on the worker thread ---------------------------------------------------------------
     def _open(self, settings: Settings) -> None:
@@ -491,6 +553,9 @@ class Daemon:
         if self.stopping.is_set() or engine is None:
             return
         self.progress.cycle_began()
+        hinted = self.hints.drain()  # this cycle reads them all; hints from now on wake the next
+        if hinted:
+            log.info("cycle brought forward by %d hook hint(s)", len(hinted), extra={"event": "push.cycle"})
         try:
             report = engine.run_cycle(respect_backoff=True)
         except RemoteError as exc:

@@ -733,4 +733,5 @@ def test_the_documentation_check_can_fail() -> None:
         "mapping.status.to_tracker.<row>.status",
         "mapping.status.to_tracker.<row>.resolution",
         "metrics.listen",
+        "push.listen",
     ]
