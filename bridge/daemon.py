@@ -150,7 +150,8 @@ def cycle_problem(report: CycleReport) -> str | None:
         return "the last cycle was interrupted"
     if not report.ok:
         s = report.summary()
-        return f"{s['failures']} link(s) and {s['create_failures']} create(s) failed in the last cycle"
+        why = f" (the Tracker poll failed: {report.poll_error})" if report.poll_error else ""
+        return f"{s['failures']} link(s) and {s['create_failures']} create(s) failed in the last cycle{why}"
     return None
 
 

@@ -7,8 +7,13 @@ people change things on both sides, printing what each cycle did.  Nothing leave
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -161,7 +166,44 @@ class Demo:
             self.cli("doctor")
             self.say(f"\n== 8. Explain: why does {s3} look the way it does?")
             self.cli("explain", s3)
+
+            self.say("\n== 9. Push: the service with hooks on; a change crosses in about a second")
+            self._push(s4, pairs[3][1])
         return 0
+
+    def _push(self, sid: str, key: str) -> None:
+        """`run` as a child process with `[push]` on, the Sentry emulator sending its signed
+        webhooks to it; a person resolves an issue and the ticket follows, long before the
+        60 s interval."""
+        port = _free_port()
+        secret = "demo-hook-secret"  # noqa: S105 - the demo's own throwaway secret
+        config = self.folder / "push.toml"
+        config.write_text(self.config.read_text() + PUSH_CONFIG.format(port=port, secret=secret))
+        self.sentry.subscribe_webhooks(f"http://127.0.0.1:{port}/hooks/sentry", secret)
+        self.say(f"$ sentry-tracker-bridge --config {config.name} run   (a cycle every 60 s; hooks on port {port})")
+        # Our own interpreter and module, our own config file: nothing untrusted is run.
+        service = subprocess.Popen([sys.executable, "-m", "bridge", "-q", "--config", str(config), "run"],  # noqa: S603
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if not _wait(lambda: _listening(port), 20):
+                self.say("   (the service did not start listening; skipped)")
+                return
+            time.sleep(1.0)  # its first cycle
+            self._act(f"Sentry: alice resolves {sid}", lambda: self.sentry.set_status(
+                sid, "resolved", by="alice@example.com"))
+            started = time.monotonic()
+            crossed = _wait(lambda: self.tracker.issue_json(key)["status"]["key"] == "closed", 15)
+            took = time.monotonic() - started
+            self.say(f"   {key} closed in Tracker {took:.1f} s later" if crossed
+                     else f"   {key} not closed within {took:.0f} s (the next poll carries it)")
+            self._show([(sid, key)])
+        finally:
+            service.send_signal(signal.SIGTERM)
+            try:
+                service.wait(20)
+            except subprocess.TimeoutExpired:
+                service.kill()
+                service.wait(5)
 
     def _new_error(self) -> str:
         sid = self.sentry.add_issue("backend", "OSError: [Errno 28] No space left on device", level="fatal",
@@ -195,6 +237,38 @@ class Demo:
             t_state = t["status"]["key"] + (f"/{resolution}" if resolution else "")
             self.say(f"   sentry {sid:>10} {s_state:<28} {s_who:<20} | tracker {key:<6} {t_state:<16} "
                      f"{t_who:<8} followers: {followers}")
+
+
+PUSH_CONFIG = """
+[push]
+enabled = true
+listen = "127.0.0.1:{port}"
+sentry_secret = "{secret}"
+min_gap_seconds = 0.5
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _wait(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def run_demo(out: TextIO, *, retry_policy: RetryPolicy | None = None) -> int:

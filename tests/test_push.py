@@ -264,3 +264,43 @@ def test_the_receiver_binds_to_localhost_by_default() -> None:
     from bridge.config import PushSettings
 
     assert PushSettings().address()[0] == "127.0.0.1"
+
+
+def test_the_sentry_emulator_signs_its_hooks_as_sentry_does(receiver: HookReceiver) -> None:
+    from bridge.sandbox.sentry_emulator import SentryEmulator
+
+    sentry = SentryEmulator(org="acme")
+    sentry.add_project("backend")
+    sentry.add_user("alice@example.com", "Alice")
+    sid = sentry.add_issue("backend", "boom")
+    sentry.subscribe_webhooks(url(receiver, "/hooks/sentry"), SENTRY_SECRET)
+    sentry.set_status(sid, "resolved", by="alice@example.com")
+    wait_for("the hook", lambda: sentry.hook_deliveries)
+    assert sentry.hook_deliveries == [(url(receiver, "/hooks/sentry"), 202)]
+    assert receiver.hints.drain() == {Hint("sentry", sid)}
+    sentry.set_priority(sid, "low")  # no webhook for priority, as in Sentry
+    time.sleep(0.2)
+    assert len(sentry.hook_deliveries) == 1
+
+
+def test_a_sentry_change_crosses_by_hook_and_our_echo_is_ignored(bridge_env: BridgeEnv,
+                                                                 request: pytest.FixtureRequest) -> None:
+    env = bridge_env
+    port = free_port()
+    push_config(env, port)
+    sid, key = env.pair()
+    env.link((sid, key))
+    env.sentry.subscribe_webhooks(f"http://127.0.0.1:{port}/hooks/sentry", SENTRY_SECRET)
+    svc: Service = request.getfixturevalue("daemon")
+    wait_for("the receiver", lambda: svc.logs("push.listening") and svc.cycles())
+    started = time.monotonic()
+    env.sentry.set_status(sid, "resolved", by="alice@example.com")
+    wait_for("the change in Tracker", lambda: env.t_state(key)[0] == "closed", timeout=10)
+    assert time.monotonic() - started < 5  # the interval is 300 s
+    # Tracker -> Sentry: the bridge's own PUT comes back as a hook from an application: ignored.
+    env.tracker.set_status(key, "open", by="bob")
+    body = json.dumps({"key": key}).encode()
+    httpx.post(f"http://127.0.0.1:{port}/hooks/tracker", content=body, headers={"X-Bridge-Secret": TRACKER_SECRET})
+    wait_for("the change in Sentry", lambda: env.s_state(sid)[0] == "unresolved", timeout=10)
+    wait_for("the echo", lambda: len(env.sentry.hook_deliveries) >= 2, timeout=5)
+    assert [status for _, status in env.sentry.hook_deliveries] == [202, 200]  # the echo: ignored

@@ -38,6 +38,7 @@ class CycleReport:
     quarantined: list[str] = field(default_factory=list)
     full: bool = True
     quiet: int = 0  # links whose baselines moved without any write or report
+    poll_error: str | None = None  # the incremental Tracker poll failed (then every link was read)
 
     @property
     def failures(self) -> list[LinkRun]:

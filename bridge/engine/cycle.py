@@ -245,6 +245,7 @@ class Engine:
                 log.warning("the incremental Tracker poll failed (%s): reading every linked issue instead",
                             exc.describe(), extra={"event": "cycle.poll_failed"})
                 full = report.full = True
+                report.poll_error = exc.describe(body=False)
         guard = MassChangeGuard(self.settings.sync.mass_change_limit(len(links)), len(active), force=force)
         missing = self._sync_links(report, active, users, bookmarks, updates, guard, full=full, dry_run=dry_run)
         if report.interrupted:

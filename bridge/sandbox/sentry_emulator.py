@@ -35,15 +35,22 @@ construction; they are listed in `SentryEmulator.__init__`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import html
 import itertools
+import json
+import queue
 import re
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+import httpx
 
 from bridge.sandbox.http import EmulatorBase, EmuRequest, EmuResponse, Fault, json_response
 
@@ -70,6 +77,9 @@ ORG_READ = frozenset({"org:read", "org:write", "org:admin"})
 TEAM_READ = frozenset({"team:read", "team:write", "team:admin"})
 INSTALLATIONS_READ = frozenset({"org:read", "org:integrations"})
 # OrganizationReleasePermission, GET: not among the bridge's default scopes
+# Activity kind -> the `issue` webhook action it sends (unassign, bookmarks and priority send none).
+HOOK_ACTIONS = {"set_resolved": "resolved", "set_resolved_in_release": "resolved", "set_unresolved": "unresolved",
+                "set_ignored": "ignored", "assigned": "assigned"}
 RELEASES_READ = frozenset({"project:read", "project:write", "project:admin", "project:releases", "org:ci"})
 
 STATUS_UPDATE_CHOICES = ("resolved", "unresolved", "ignored", "resolvedInNextRelease", "muted")
@@ -543,6 +553,9 @@ class SentryEmulator(EmulatorBase):
         t0 = self.now()
         org_team = SentryTeam(self._next_id(), org, org.title(), set(), set(), t0, all_projects=True)
         self.teams[org_team.id] = org_team
+        self.webhooks: dict[str, tuple[str, str]] = {}  # app uuid -> (url, client secret)
+        self.hook_deliveries: list[tuple[str, int | str]] = []  # (url, status or error), in order
+        self._hooks: queue.Queue[tuple[str, bytes, dict[str, str]]] | None = None
         self.installation_uuid = self.add_app(DEFAULT_APP_SLUG, "Sentry Tracker Bridge")
         self.add_token(DEFAULT_TOKEN, scopes=DEFAULT_SCOPES)
         self._routes()
@@ -1893,6 +1906,64 @@ class SentryEmulator(EmulatorBase):
 
     def _record(self, issue: SentryIssue, kind: str, actor: str | None, data: dict[str, Any]) -> None:
         issue.activity.append(Activity(self._next_id(), kind, actor, data, self.now()))
+        action = HOOK_ACTIONS.get(kind)
+        if action is not None and self.webhooks:
+            self._send_hooks(issue, action, actor, data, kind)
+
+    # -- integration webhooks (reference section 8) ------------------------------------------------
+
+    def subscribe_webhooks(self, url: str, client_secret: str, *, app_uuid: str | None = None) -> None:
+        """The installed integration (by default the bridge's) gets `issue` webhooks at `url`,
+        signed with `client_secret`.  Sent for status changes and assignments by anyone, people
+        and applications alike (the bridge's own writes come back with an `application` actor);
+        none for unassign, bookmarks or priority, as in Sentry."""
+        with self.lock:
+            app = self.apps[app_uuid or next(iter(self.apps))]
+            self.webhooks[app.uuid] = (url, client_secret)
+
+    def _send_hooks(self, issue: SentryIssue, action: str, actor: str | None, data: dict[str, Any],
+                    kind: str) -> None:
+        user = self.users.get(actor) if actor else None
+        app_of_actor = self.apps.get(user.app_uuid) if user and user.app_uuid else None
+        if app_of_actor is not None:
+            actor_json: dict[str, Any] = {"type": "application", "id": app_of_actor.uuid, "name": app_of_actor.name}
+        elif user is not None:
+            actor_json = {"type": "user", "id": int(user.id), "name": user.name}
+        else:
+            actor_json = {"type": "application", "id": "sentry", "name": "Sentry"}
+        issue_json = self._serialize(issue, None, None)
+        extra: dict[str, Any] = {}
+        if action == "resolved":
+            extra["resolution_type"] = "in_next_release" if kind == "set_resolved_in_release" else "now"
+        if action == "assigned":
+            extra["assignee"] = self._actor_json(issue.assignee) if issue.assignee else None
+        for app_uuid, (url, secret) in self.webhooks.items():
+            app = self.apps[app_uuid]
+            body = json.dumps({"action": action, "installation": {"uuid": app.installation_uuid},
+                               "data": {"issue": issue_json, **extra}, "actor": actor_json},
+                              separators=(",", ":")).encode()
+            headers = {"Content-Type": "application/json", "Request-ID": uuid.uuid4().hex,
+                       "Sentry-Hook-Resource": "issue", "Sentry-Hook-Timestamp": str(int(time.time())),
+                       "Sentry-Hook-Signature": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+            self._hook_queue().put((url, body, headers))
+
+    def _hook_queue(self) -> queue.Queue[tuple[str, bytes, dict[str, str]]]:
+        """Deliveries go out in order on one background thread, after the change is made: the
+        API answer never waits for a hook, and a receiver that is down loses the hook (Sentry
+        does not reliably retry either)."""
+        if self._hooks is None:
+            self._hooks = queue.Queue()
+            threading.Thread(target=self._deliver_hooks, name="sentry-emulator-hooks", daemon=True).start()
+        return self._hooks
+
+    def _deliver_hooks(self) -> None:
+        while self._hooks is not None:
+            url, body, headers = self._hooks.get()
+            try:
+                answer = httpx.post(url, content=body, headers=headers, timeout=1.0)
+                self.hook_deliveries.append((url, answer.status_code))
+            except httpx.HTTPError as exc:
+                self.hook_deliveries.append((url, type(exc).__name__))
 
     # -- serializers ----------------------------------------------------------------------------
 
