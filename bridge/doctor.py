@@ -20,9 +20,10 @@ import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+from bridge.check import LEVELS, Check, Level
 from bridge.clients.sentry import SentryClient, next_cursor
 from bridge.clients.tracker import TrackerClient
 from bridge.config import SENTRY_STATES, Settings, StatusMapping
@@ -34,26 +35,9 @@ from bridge.errors import AuthError, NotFoundError, RemoteError
 from bridge.probes import LiveProbes
 from bridge.store import state_file_health
 
-Level = Literal["pass", "warn", "fail"]
-LEVELS: tuple[Level, ...] = ("pass", "warn", "fail")
 SAMPLE_PER_STATUS = 20  # issues looked at per status to find one of each issue type
 SHOWN = 10  # names listed before "and N more"
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verdict.  `notes` are extra lines (transition paths, the people concerned)."""
-
-    name: str
-    level: Level
-    detail: str
-    advice: str = ""
-    notes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "level": self.level, "detail": self.detail, "advice": self.advice,
-                "notes": list(self.notes)}
 
 
 @dataclass
@@ -396,8 +380,8 @@ class Doctor:
         if sentry_ok:
             people = [email for email, _ in self.coverage.matched] if self.coverage else []
             verdicts += probes.sentry_probes(people, self.coverage.sso_only if self.coverage else ())
-        for v in verdicts:
-            self.add(v.name, v.level, v.detail, v.advice, v.notes)
+        for check in verdicts:
+            self.report.add(check)
 
     # -- Sentry ---------------------------------------------------------------------------------
     def check_sentry(self) -> bool:
