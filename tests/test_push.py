@@ -147,7 +147,7 @@ def test_more_requests_at_once_than_slots_get_503_not_threads(receiver: HookRece
             sock = socket.create_connection((host, port), timeout=5)
             sock.sendall(b"POST /hooks/sentry HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")  # body never sent
             socks.append(sock)
-        time.sleep(0.3)
+        wait_for("every slot taken", lambda: receiver.busy == MAX_CONCURRENT, timeout=20)
         body = issue_hook("5000000009")
         answer = httpx.post(url(receiver, "/hooks/sentry"), content=body, headers=signed(body))
         assert answer.status_code == 503

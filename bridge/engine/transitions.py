@@ -104,6 +104,7 @@ class StatusWalker:
         self._status_types: dict[str, str] | None = None
         self._types_lock = threading.Lock()
         self.definitions = QueueDefinitions(tracker)
+        self._learning_locks: dict[tuple[str, str, str], threading.Lock] = {}
 
     def walk(self, issue: Mapping[str, Any], target: TrackerTarget,
              note: Callable[[tuple[str, ...]], None]) -> Walk:
@@ -150,6 +151,10 @@ class StatusWalker:
             walk.error = exc
         return walk
 
+    def _learning(self, key: tuple[str, str, str]) -> threading.Lock:
+        with self._types_lock:
+            return self._learning_locks.setdefault(key, threading.Lock())
+
     def _definition_problem(self, walk: Walk, at: _Where, current: str) -> str | None:
         """Why the queue's defined workflow rules out the target from here (None: it does not,
         or it is unknown).  A refusal is confirmed against the issue's own transition list
@@ -191,8 +196,13 @@ class StatusWalker:
         A list of transitions from the cache may be stale (the workflow was edited): a refusal,
         or no way found through it, relearns it once from the issue itself."""
         from_cache = self.workflows.get(at.queue, at.itype, current) is not None
-        if not from_cache and not self._learn(walk, at, current):
-            return None
+        if not from_cache:
+            # One walk learns a status's transitions; parallel walks from the same status wait
+            # for it and use what it learned (one list read instead of one per link).
+            with self._learning((at.queue, at.itype, current)):
+                from_cache = self.workflows.get(at.queue, at.itype, current) is not None
+                if not from_cache and not self._learn(walk, at, current):
+                    return None
         avoid = self._closing_statuses()
         definition = self.definitions.of(at.queue, at.itype)
         never = definition.statuses - definition.leading_to(walk.target.status) if definition else frozenset()

@@ -53,6 +53,8 @@ class HookReceiver:
         self._sentry_secret = sentry_secret.encode() if sentry_secret else None
         self._tracker_secret = tracker_secret.encode() if tracker_secret else None
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self._busy = 0  # requests holding a slot now
+        self._busy_lock = threading.Lock()
         self._server = ThreadingHTTPServer(address, self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -61,6 +63,16 @@ class HookReceiver:
     def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
+
+    @property
+    def busy(self) -> int:
+        """Requests being handled now (each holds one of MAX_CONCURRENT slots)."""
+        with self._busy_lock:
+            return self._busy
+
+    def _hold(self, delta: int) -> None:
+        with self._busy_lock:
+            self._busy += delta
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, name="hooks", daemon=True)
@@ -114,9 +126,11 @@ class HookReceiver:
                 if not receiver._slots.acquire(blocking=False):
                     self._answer(503, {"error": "busy; the next poll carries the change"})
                     return
+                receiver._hold(1)
                 try:
                     self._post()
                 finally:
+                    receiver._hold(-1)
                     receiver._slots.release()
 
             def _post(self) -> None:
