@@ -175,6 +175,11 @@ def is_setup_problem(error: RemoteError) -> bool:
 def advice(error: RemoteError) -> str:
     """One sentence an operator can act on."""
     if isinstance(error, AuthError):
+        if error.service == "tracker" and error.status == 403 and "/triggers" in error.endpoint:
+            queue = error.endpoint.split("/queues/", 1)[-1].split("/", 1)[0]
+            return (f"managing the triggers of queue {queue} needs queue administration rights: give the "
+                    "tracker.token's user the queue's administration (GRANT) right, or run push setup once with "
+                    "an admin's token (BRIDGE_TRACKER__TOKEN=...); the trigger keeps working without them")
         if error.service == "sentry":
             return ("check sentry.token: an internal-integration token with event:write, member:read and "
                     "org:read; organization auth tokens (sntrys_) cannot read issues")

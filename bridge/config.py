@@ -497,6 +497,9 @@ class PushSettings(BaseModel):
 
     enabled: bool = False
     listen: str = "127.0.0.1:8788"
+    # Where Tracker's queue trigger reaches the receiver from outside (the operator's TLS reverse
+    # proxy in front of `listen`); `push setup` aims the trigger at `<public_url>/hooks/tracker`.
+    public_url: HttpUrl | None = None
     sentry_secret: SecretStr | None = None  # the integration's client secret (signs Sentry's hooks)
     sentry_secret_file: Path | None = None
     tracker_secret: SecretStr | None = None  # shared with the queue trigger (X-Bridge-Secret)

@@ -32,17 +32,22 @@ def open_clients(
         verify=settings.sentry.verify_tls,
         max_in_flight=settings.sync.concurrency,
     )
-    tracker = TrackerClient.create(
+    return sentry, open_tracker(settings, policy=policy, transport=tracker_transport)
+
+
+def open_tracker(settings: Settings, *, policy: RetryPolicy | None = None,
+                 transport: httpx.BaseTransport | None = None) -> TrackerClient:
+    """The Tracker client alone, for commands that need no Sentry token (`push setup`)."""
+    return TrackerClient.create(
         settings.tracker.url,
         settings.tracker_token(),
         org_id=settings.tracker.org_id,
         cloud_org_id=settings.tracker.cloud_org_id,
         auth_scheme=settings.tracker.auth_scheme,
         api_version=settings.tracker.api_version,
-        policy=policy,
-        transport=tracker_transport,
+        policy=policy or retry_policy_from(settings),
+        transport=transport,
         timeout=settings.tracker.timeout_seconds,
         verify=settings.tracker.verify_tls,
         max_in_flight=settings.sync.concurrency,
     )
-    return sentry, tracker

@@ -48,7 +48,8 @@ NOT_OURS = (str(BRIDGE_DIR / "sandbox"),)
 # Commands this file drives; a new command must be added here (and driven) to pass.
 # `sandbox` reads no config and no token (it prints the emulators' own well-known test tokens);
 # tests/test_sandbox.py drives it.
-DRIVEN = {"sync", "run", "link", "unlink", "relink", "status", "conflicts", "doctor", "explain", "demo", "sandbox"}
+DRIVEN = {"sync", "run", "link", "unlink", "relink", "status", "conflicts", "doctor", "explain", "demo", "sandbox",
+          "push"}
 
 
 def leaks(text: str) -> list[str]:
@@ -212,7 +213,15 @@ def test_every_command_keeps_the_tokens_to_itself(secret_env: SecretEnv) -> None
     # The token from the environment instead of the file.
     cli("sync", "--json", env={"BRIDGE_SENTRY__TOKEN": SENTRY_SECRET, "BRIDGE_TRACKER__TOKEN": TRACKER_SECRET})
     cli("demo", expect=None)
-    assert secret_env.runs == 24 and secret_env.exceptions_checked > 0
+    # push setup: the token on the trigger requests, refused without queue admin rights, then granted.
+    env.config(push={"public_url": "https://bridge.example.com", "tracker_secret": "a-hook-secret"})
+    cli("push", "setup", "--dry-run")
+    cli("push", "setup", expect=3)
+    env.tracker.set_rights("OPS", ROBOT_LOGIN, {"READ": "users", "WRITE": "users", "CREATE": "users",
+                                                "GRANT": "users"})
+    cli("push", "setup", "--json")
+    cli("push", "setup")
+    assert secret_env.runs == 28 and secret_env.exceptions_checked > 0
     # The emulators log method, path, query and body: the tokens only ever travel in headers.
     assert not leaks(repr(env.sentry.log) + repr(env.tracker.log))
 

@@ -607,3 +607,33 @@ def test_over_loopback_connection_refused_is_unreachable() -> None:
     with pytest.raises(TransientError) as caught:
         client.myself()
     assert "tracker-token" not in caught.value.describe()
+
+
+# -- queue triggers (push setup) ------------------------------------------------------------------
+
+
+def test_triggers_create_read_change_and_vanish(emu: TrackerEmulator, client: TrackerClient) -> None:
+    emu.set_rights("OPS", "bridge-robot", {"READ": "users", "WRITE": "users", "CREATE": "users", "GRANT": "users"})
+    action = {"type": "Webhook", "endpoint": "https://b.example.com/hooks/tracker", "method": "POST",
+              "contentType": "application/json", "headers": {}, "body": "{}"}
+    made = client.create_trigger("OPS", {"name": "t", "actions": [action]})
+    trigger_id = str(made["id"])
+    assert made["version"] == 1 and client.get_trigger("OPS", trigger_id) == made
+    changed = client.update_trigger("OPS", trigger_id, {"name": "u"}, version=1)
+    assert changed["version"] == 2 and changed["name"] == "u"
+    with pytest.raises(ConflictError):
+        client.update_trigger("OPS", trigger_id, {"name": "v"}, version=1)
+    with pytest.raises(ValueError, match="nothing to update"):
+        client.update_trigger("OPS", trigger_id, {}, version=2)
+    assert client.trigger_deliveries("OPS", trigger_id) == []
+    emu.delete_trigger("OPS", trigger_id)
+    assert client.get_trigger("OPS", trigger_id) is None
+    emu.inject("mangle", method="POST", path="/triggers", mangle=lambda d: {**d, "version": "1"})
+    with pytest.raises(BadResponseError, match="version"):
+        client.create_trigger("OPS", {"name": "t", "actions": [action]})
+
+
+def test_trigger_requests_are_refused_without_queue_admin_rights(client: TrackerClient) -> None:
+    with pytest.raises(AuthError) as refused:
+        client.create_trigger("OPS", {"name": "t", "actions": []})
+    assert refused.value.status == 403 and refused.value.endpoint == "POST /v3/queues/OPS/triggers"

@@ -524,5 +524,55 @@ class TrackerClient:
         return self._object(self.http.request("GET", self._path("workflows", workflow_id), safe=True),
                             ("steps",))
 
+    # -- queue triggers (push hints; reference §13) -------------------------------------------
+
+    def create_trigger(self, queue: str, trigger: dict[str, Any]) -> dict[str, Any]:
+        """Create a trigger in `queue` (`POST /{ver}/queues/{q}/triggers`; needs queue
+        administration rights).  There is no `unique` key for triggers and no documented listing
+        to look one up afterwards, so a create is not idempotent: an ambiguous failure (a
+        timeout, a 5xx) is raised, never retried; the caller cannot tell whether it landed."""
+        response = self.http.request("POST", self._path("queues", queue, "triggers"), safe=False,
+                                     json_body=trigger)
+        return self._trigger(response)
+
+    def get_trigger(self, queue: str, trigger_id: str) -> dict[str, Any] | None:
+        """One trigger (`GET .../triggers/{id}`), or None when it is gone (an admin deleted it)."""
+        try:
+            response = self.http.request("GET", self._path("queues", queue, "triggers", trigger_id), safe=True)
+        except NotFoundError:
+            return None
+        return self._trigger(response)
+
+    def update_trigger(self, queue: str, trigger_id: str, fields: dict[str, Any], *, version: int) -> dict[str, Any]:
+        """Change a trigger if it is still at `version` (`PATCH .../triggers/{id}?version=N`;
+        each change bumps the version).  Version-guarded, so safe to retry after a lost answer:
+        a repeat either matches or meets a 409 (ConflictError)."""
+        if not fields:
+            raise ValueError("nothing to update: PATCH only real changes (each one bumps the version)")
+        response = self.http.request("PATCH", self._path("queues", queue, "triggers", trigger_id), safe=True,
+                                     params={"version": version}, json_body=fields)
+        return self._trigger(response)
+
+    def trigger_deliveries(self, queue: str, trigger_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest requests a trigger's HTTP action sent, newest first (`GET /v3/queues/{q}/
+        triggers/{id}/webhooks/log`, documented for v3 only, whatever `api_version` says; 10
+        entries by default, at most 100).  The shape of an entry is not documented: they are
+        returned as they come, for an operator to read."""
+        if not 1 <= limit <= 100:
+            raise ValueError("limit must be 1..100 (the API's maximum)")
+        path = "/" + "/".join(["v3", *(quote(p, safe="") for p in ("queues", queue, "triggers", trigger_id))])
+        response = self.http.request("GET", path + "/webhooks/log", safe=True, params={"limit": limit})
+        return self._list(response, ())
+
+    def _trigger(self, response: httpx.Response) -> dict[str, Any]:
+        trigger = self._object(response, ("id", "version"))
+        if isinstance(trigger["id"], bool) or not isinstance(trigger["id"], (int, str)) or not str(trigger["id"]):
+            raise self.http.bad(response, "trigger id is neither a number nor a string")
+        if isinstance(trigger["version"], bool) or not isinstance(trigger["version"], int):
+            raise self.http.bad(response, "trigger version is not an integer")
+        if not isinstance(trigger.get("actions", []), list) or not isinstance(trigger.get("conditions", []), list):
+            raise self.http.bad(response, "trigger actions or conditions are not lists")
+        return trigger
+
 
 __all__ = ["TrackerClient"]

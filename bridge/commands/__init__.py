@@ -5,6 +5,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bridge.commands import conflicts, demo, doctor, explain, links, relink, run, sandbox, status, sync
+from bridge.commands import conflicts, demo, doctor, explain, links, push, relink, run, sandbox, status, sync
 
-ALL: tuple[ModuleType, ...] = (sync, run, links, relink, status, conflicts, doctor, explain, demo, sandbox)
+ALL: tuple[ModuleType, ...] = (sync, run, links, relink, status, conflicts, doctor, explain, demo, sandbox, push)

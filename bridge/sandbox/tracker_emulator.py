@@ -15,7 +15,10 @@ that matter most for the bridge, and are therefore strict here:
   down to row 10,000 (a knob): past it the page is refused and the totals stop at the limit, so
   a listing that only pages silently ends there (as reported of the real API); a scroll
   (`scrollType`, `perScroll`, `scrollId`, `_clear`) reaches every row;
-* every `self` is an absolute URL on the emulator itself, so following it works.
+* every `self` is an absolute URL on the emulator itself, so following it works;
+* queue triggers (create, read, change with `?version=N`, the delivery log) need the queue
+  admin right, and active ones with an HTTP-request action really send it, in the background,
+  on every change of an issue of their queue (`bridge.sandbox.tracker_triggers`).
 
 Where the real behaviour is unknown (see the reference's open questions) the choice is a knob,
 an attribute set after construction, named in `TrackerEmulator.__init__`.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import random
 import re
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from bridge.sandbox import tracker_triggers as trig
 from bridge.sandbox.http import EmulatorBase, EmuRequest, EmuResponse, Fault, LoggedRequest, json_response
 
 DEFAULT_WORKFLOW: dict[str, Any] = {
@@ -374,7 +379,25 @@ class TrackerEmulator(EmulatorBase):
       (not documented; an Elasticsearch scroll whose context is gone answers 404);
     * `max_open_scrolls` (100): new scrolls beyond this many open ones are refused with 429
       (memory stays bounded; contexts also expire after their `scrollTTLMillis`);
-    * `clock` (time.monotonic): the clock of the rate limiter and of scroll lifetimes.
+    * `clock` (time.monotonic): the clock of the rate limiter and of scroll lifetimes;
+    * `trigger_right` ("GRANT"): the queue right that stands for "queue administration", which
+      managing triggers needs (the docs name the rights READ, WRITE, CREATE, GRANT and say only
+      that triggers need admin rights; GRANT, the right to give rights, is the closest).  The
+      queue's lead has it always; anybody else needs it through `set_rights`, else 403;
+    * `max_triggers_per_queue` (1,000): a create beyond it is refused (422; the code is a guess);
+    * `trigger_headers_hidden` (False): answers show every header value of a trigger's action as
+      `********`, as the UI does for hidden variables (whether the API does is not documented);
+    * `deliver_triggers` (True): active triggers send their HTTP requests (in the background,
+      `trigger_timeout` seconds at most each); False logs them as not sent;
+    * `trigger_timeout` (2.0): how long a trigger's request may take.
+
+    Triggers fire on every change of an issue of their queue, whoever makes it (a person through
+    the people API, or any token through the API, the trigger's own creator included), as the
+    real service does: `Event.update` on an edit, a status change or a comment that changed
+    fields, `Event.create` on a new issue, `Event.comment-create` on a comment, and
+    `FieldChangedCondition` when its field changed.  Each request sent (or failed) is an entry of
+    the trigger's delivery log (`GET /v3/queues/{q}/triggers/{id}/webhooks/log`; the entry shape
+    is not documented, the one here is a guess).
     """
 
     def __init__(
@@ -420,6 +443,11 @@ class TrackerEmulator(EmulatorBase):
         self.scroll_gone_status = 404
         self.max_open_scrolls = MAX_OPEN_SCROLLS
         self.clock: Callable[[], float] = time.monotonic
+        self.trigger_right = "GRANT"
+        self.max_triggers_per_queue = trig.MAX_PER_QUEUE
+        self.trigger_headers_hidden = False
+        self.deliver_triggers = True
+        self.trigger_timeout = 2.0
 
         self._users: dict[int, _User] = {}
         self._logins: dict[str, int] = {}  # lower-case login -> uid
@@ -437,6 +465,10 @@ class TrackerEmulator(EmulatorBase):
         self._uids = itertools.count(1130000000000001)
         self._comment_ids = itertools.count(1)
         self._actor = 0
+        self._triggers: dict[int, trig.Trigger] = {}
+        self._trigger_ids = itertools.count(1)
+        self._delivery_ids = itertools.count(1)
+        self._outbox: trig.Outbox | None = None  # made when a trigger first fires
 
         self.robot_uid = self.add_user(ROBOT_LOGIN, "bridge-robot@example.com", display="Bridge Robot",
                                        robot=True)
@@ -635,6 +667,49 @@ class TrackerEmulator(EmulatorBase):
             issue = self._require_issue(key)
             return self._comment(issue, text, [], self._require_user(by or ADMIN_LOGIN), True, "front").id
 
+    def delete_trigger(self, queue: str, trigger_id: int | str) -> None:
+        """A queue admin deletes a trigger in the UI (the API documents no delete)."""
+        with self.lock:
+            trigger = self._triggers.get(int(trigger_id))
+            if trigger is None or trigger.queue != queue:
+                raise KeyError(f"no trigger {trigger_id} in {queue}")
+            del self._triggers[trigger.id]
+
+    def edit_trigger(self, queue: str, trigger_id: int | str, **fields: Any) -> None:
+        """A queue admin edits a trigger in the UI (`name`, `actions`, `conditions`, `active`):
+        a new version, as through the API."""
+        with self.lock:
+            trigger = self._triggers.get(int(trigger_id))
+            if trigger is None or trigger.queue != queue:
+                raise KeyError(f"no trigger {trigger_id} in {queue}")
+            checks = {"name": trig.check_name, "actions": trig.check_actions,
+                      "conditions": trig.check_conditions, "active": trig.check_active}
+            for key, value in fields.items():
+                setattr(trigger, key, checks[key](value))
+            trigger.version += 1
+
+    def triggers(self, queue: str | None = None) -> list[dict[str, Any]]:
+        """The triggers as a queue admin sees them in the UI (header values in clear)."""
+        with self.lock:
+            return [self._trigger_json(_Ctx("http://tracker.test", "v3", "en"), t, reveal=True)
+                    for t in self._triggers.values() if queue is None or t.queue == queue]
+
+    def deliveries(self, trigger_id: int | str | None = None) -> list[dict[str, Any]]:
+        """Requests the triggers sent (or failed to send), oldest first, as their logs hold them."""
+        with self.lock:
+            entries = [copy.deepcopy(e) for t in self._triggers.values()
+                       if trigger_id is None or t.id == int(trigger_id) for e in t.deliveries]
+        return sorted(entries, key=lambda e: int(e["id"]))
+
+    def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
+        """Wait until every fired request has been sent (or failed); False at the deadline."""
+        deadline = time.monotonic() + timeout
+        while self._outbox is not None and self._outbox.pending:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def issue_json(self, key: str, base_url: str = "http://tracker.test", *, api_version: str = "v3",
                    lang: str = "en") -> dict[str, Any]:
         """The issue as `GET /{api_version}/issues/{key}` on `base_url` would answer it."""
@@ -734,6 +809,7 @@ class TrackerEmulator(EmulatorBase):
         if unique is not None:
             self._uniques[unique] = key
         issue.changelog.append(_LogEntry(self._next_hex(), "IssueCreated", at, actor, transport, []))
+        self._fire(issue, {"create"}, ())
         return issue
 
     def _bump(self, issue: _Issue, actor: int) -> datetime:
@@ -748,6 +824,7 @@ class TrackerEmulator(EmulatorBase):
             issue.values[change.field] = change.new
         at = self._bump(issue, actor)
         issue.changelog.append(_LogEntry(self._next_hex(), kind, at, actor, transport, changes))
+        self._fire(issue, {"update"}, [change.field for change in changes])
 
     def _move(self, issue: _Issue, status: str, resolution: str | None, actor: int, transport: str,
               extra: list[_Change]) -> None:
@@ -768,6 +845,7 @@ class TrackerEmulator(EmulatorBase):
             issue.resolved_at, issue.resolved_by = at, actor
         issue.resolution = resolution
         issue.changelog.append(_LogEntry(self._next_hex(), "IssueWorkflow", at, actor, transport, changes))
+        self._fire(issue, {"update"}, [change.field for change in changes])
 
     def _comment(self, issue: _Issue, text: str, summonees: list[int], actor: int, add_to_followers: bool,
                  transport: str) -> _Comment:
@@ -784,6 +862,8 @@ class TrackerEmulator(EmulatorBase):
             self._bump(issue, actor)
         entry = _LogEntry(self._next_hex(), "IssueCommentAdded", at, actor, transport, changes, comment.id)
         issue.changelog.append(entry)
+        self._fire(issue, {"comment-create", "update"} if changes else {"comment-create"},
+                   [change.field for change in changes])
         return comment
 
     def _cap_for(self, actor: int) -> int:
@@ -1126,6 +1206,206 @@ class TrackerEmulator(EmulatorBase):
             doc["cloudUid"] = f"aje{user.uid:017d}"
         return doc
 
+    # -- triggers: firing ---------------------------------------------------------------------
+
+    def _fire(self, issue: _Issue, events: set[str], fields: Iterable[str]) -> None:
+        """Send the requests of every active trigger of the issue's queue whose conditions this
+        change meets.  Costs nothing while there are no triggers, and never raises into the
+        change that fired it: rendering happens here (under the state lock, so it sees this
+        change), sending on the outbox's threads."""
+        if not self._triggers:
+            return
+        happened, changed = frozenset(events), frozenset(fields)
+        for trigger in list(self._triggers.values()):
+            if trigger.queue != issue.queue or not trigger.active:
+                continue
+            if not trig.conditions_hold(trigger.conditions, happened, changed):
+                continue
+            for action in trigger.actions:
+                if action.get("type") == "Webhook":
+                    self._send_hook(trigger, action, issue)
+
+    def _send_hook(self, trigger: trig.Trigger, action: dict[str, Any], issue: _Issue) -> None:
+        entry: dict[str, Any] = {
+            "id": next(self._delivery_ids), "triggerId": trigger.id, "actionId": action.get("id"),
+            "issue": {"id": issue.id, "key": issue.key}, "createdAt": format_ts(issue.updated_at),
+            "request": None, "response": None, "error": None, "durationMs": None,
+        }
+        try:
+            request = trig.outbound(action, lambda name: self._variable(issue, name))
+        except Exception as exc:  # noqa: BLE001 - a template the emulator cannot render is logged, not raised
+            entry["error"] = f"not sent: {type(exc).__name__}: {exc}"
+            self._record_delivery(entry)
+            return
+        entry["request"] = {"method": request.method, "url": request.url, "headers": dict(request.headers),
+                            "body": request.body.decode("utf-8", "replace")}
+        if not self.deliver_triggers:
+            entry["error"] = "not sent: delivery is off (deliver_triggers = False)"
+            self._record_delivery(entry)
+            return
+        if self._outbox is None:
+            self._outbox = trig.Outbox(self._record_delivery, self.trigger_timeout)
+        self._outbox.timeout = self.trigger_timeout
+        self._outbox.send(entry, request)
+
+    def _record_delivery(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            trigger = self._triggers.get(int(entry["triggerId"]))
+            if trigger is not None:  # deleted meanwhile: its log went with it
+                trigger.deliveries.append(entry)
+
+    _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+               "october", "november", "december")
+    _DATE_MODIFIERS = ("iso8601", "unixEpoch", "date")
+
+    def _variable(self, issue: _Issue, name: str) -> str:
+        """One `{{...}}` variable of a trigger's request (user/vars.md): `issue.<field>`,
+        `currentDateTime`, with a date modifier (`.iso8601`, `.unixEpoch`, `.date`; plain dates
+        render as `DD month YYYY`) and `.json`.  An unknown variable renders as nothing."""
+        parts = name.split(".")
+        as_json = parts[-1] == "json" and len(parts) > 1
+        if as_json:
+            parts.pop()
+        modifier = parts.pop() if len(parts) > 1 and parts[-1] in self._DATE_MODIFIERS else None
+        value: Any = None
+        if parts == ["currentDateTime"]:
+            value = self.now()
+        elif len(parts) == 2 and parts[0] == "issue":
+            value = self._issue_variable(issue, parts[1])
+        if isinstance(value, datetime):
+            value = self._date_variable(value, modifier)
+        if as_json:
+            return json.dumps(value, ensure_ascii=False)
+        if value is None:
+            return ""
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    def _date_variable(self, moment: datetime, modifier: str | None) -> str | int:
+        moment = moment.astimezone(UTC)
+        if modifier == "iso8601":
+            return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        if modifier == "unixEpoch":
+            return int(moment.timestamp())
+        return f"{moment.day:02d} {self._MONTHS[moment.month - 1]} {moment.year}"
+
+    def _issue_variable(self, issue: _Issue, name: str) -> Any:
+        people = {"assignee": issue.values.get("assignee"), "author": issue.created_by}
+        plain: dict[str, Any] = {
+            "key": issue.key, "id": issue.id, "version": issue.version, "queue": issue.queue,
+            "createdAt": issue.created_at, "updatedAt": issue.updated_at, "resolvedAt": issue.resolved_at,
+            "status": _display(_STATUS_NAMES.get(issue.status), issue.status, "en"),
+            "previousStatus": (_display(_STATUS_NAMES.get(issue.previous_status), issue.previous_status, "en")
+                               if issue.previous_status else None),
+            "resolution": issue.resolution,
+        }
+        if name in plain:
+            return plain[name]
+        if name in people:
+            uid = people[name]
+            return self._users[uid].display if uid in self._users else None
+        if name == "followers":
+            return [self._users[uid].display for uid in issue.values.get("followers") or [] if uid in self._users]
+        return issue.values.get(name)
+
+    # -- triggers: the API ---------------------------------------------------------------------
+
+    def _require_admin(self, q: _Queue) -> None:
+        if self._actor != q.lead and self.trigger_right not in self._rights_of(q.key, self._actor):
+            raise _Fail(403, "You do not have permission to perform this action: managing the triggers of "
+                             f"queue {q.key} needs queue administration rights")
+
+    def _trigger_or_404(self, q: _Queue, tid: str) -> trig.Trigger:
+        trigger = self._triggers.get(int(tid)) if tid.isdigit() else None
+        if trigger is None or trigger.queue != q.key:
+            raise _Fail(404, "Trigger does not exist")
+        return trigger
+
+    def _trigger_json(self, ctx: _Ctx, trigger: trig.Trigger, *, reveal: bool = False) -> dict[str, Any]:
+        actions = copy.deepcopy(trigger.actions)
+        if self.trigger_headers_hidden and not reveal:
+            for action in actions:
+                if isinstance(action.get("headers"), dict):
+                    action["headers"] = trig.hidden(action["headers"].items())
+        return {
+            "id": trigger.id, "self": ctx.url(f"queues/{trigger.queue}/triggers/{trigger.id}"),
+            "queue": self._queue_ref(ctx, trigger.queue), "name": trigger.name, "order": trigger.order,
+            "actions": actions, "conditions": copy.deepcopy(trigger.conditions), "version": trigger.version,
+            "active": trigger.active,
+        }
+
+    @staticmethod
+    def _checked(check: Callable[[Any], Any], raw: Any) -> Any:
+        try:
+            return check(raw)
+        except trig.Invalid as bad:
+            raise _Fail(422, bad.message, {bad.field: bad.message}) from None
+
+    def _h_create_trigger(self, req: EmuRequest, ver: str, qkey: str) -> EmuResponse:
+        q = self._queue_or_404(qkey)
+        self._require_admin(q)
+        body = self._body(req)
+        name = self._checked(trig.check_name, body.get("name"))
+        actions = self._checked(trig.check_actions, body.get("actions"))
+        conditions = self._checked(trig.check_conditions, body.get("conditions", []))
+        active = self._checked(trig.check_active, body.get("active", True))
+        if sum(1 for t in self._triggers.values() if t.queue == q.key) >= self.max_triggers_per_queue:
+            raise _Fail(422, f"Queue {q.key} already has {self.max_triggers_per_queue} triggers, the most it may hold")
+        number = next(self._trigger_ids)
+        trigger = trig.Trigger(number, q.key, name, actions, conditions, active, order=f"{number / 10000:.4f}")
+        self._triggers[number] = trigger
+        return json_response(200, self._trigger_json(self._ctx(req, ver), trigger))
+
+    def _h_get_trigger(self, req: EmuRequest, ver: str, qkey: str, tid: str) -> EmuResponse:
+        q = self._queue_or_404(qkey)
+        self._require_admin(q)
+        return json_response(200, self._trigger_json(self._ctx(req, ver), self._trigger_or_404(q, tid)))
+
+    def _h_patch_trigger(self, req: EmuRequest, ver: str, qkey: str, tid: str) -> EmuResponse:
+        """`?version=N` is required (the docs put it in the path of every change); a stale one is a
+        conflict and changes nothing; a real change bumps the version."""
+        q = self._queue_or_404(qkey)
+        self._require_admin(q)
+        trigger = self._trigger_or_404(q, tid)
+        raw = req.arg("version")
+        if raw in (None, ""):
+            raise _Fail(400, "Parameter version is required")
+        try:
+            version = int(str(raw))
+        except ValueError:
+            raise _Fail(400, f"Invalid version {raw!r}") from None
+        if version != trigger.version:
+            raise _Fail(self.conflict_status, _DEFAULT_MESSAGES[409],
+                        {"version": f"Current version is {trigger.version}"})
+        body = self._body(req)
+        changes: dict[str, Any] = {}
+        for key, check in (("name", trig.check_name), ("actions", trig.check_actions),
+                           ("conditions", trig.check_conditions), ("active", trig.check_active)):
+            if key in body:
+                changes[key] = self._checked(check, body[key])
+        if "before" in body and (isinstance(body["before"], bool) or not isinstance(body["before"], int)):
+            raise _Fail(422, "before: a trigger id", {"before": "Expected a number"})
+        if any(getattr(trigger, key) != value for key, value in changes.items()):
+            for key, value in changes.items():
+                setattr(trigger, key, value)
+            trigger.version += 1
+        return json_response(200, self._trigger_json(self._ctx(req, ver), trigger))
+
+    def _h_trigger_log(self, req: EmuRequest, qkey: str, tid: str) -> EmuResponse:
+        """The requests the trigger's HTTP actions sent, newest first (`limit`: 10 by default, at
+        most 100).  The entry shape is not documented: request, answer, error, duration."""
+        q = self._queue_or_404(qkey)
+        self._require_admin(q)
+        trigger = self._trigger_or_404(q, tid)
+        limit = self._int_arg(req, "limit", 10, low=1, high=100)
+        entries = [copy.deepcopy(e) for e in reversed(trigger.deliveries)][:limit]
+        if self.trigger_headers_hidden:
+            for entry in entries:
+                if entry.get("request"):
+                    entry["request"]["headers"] = trig.hidden(entry["request"]["headers"].items())
+        return json_response(200, entries)
+
     # =========================================================================================
     # HTTP
     # =========================================================================================
@@ -1209,6 +1489,10 @@ class TrackerEmulator(EmulatorBase):
         add("GET", v + r"workflows/(?P<wid>[^/]+)/?", self._h_workflow)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/permissions/users/(?P<who>[^/]+)/?", self._h_user_rights)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/localFields/?", self._h_local_fields)
+        add("POST", v + r"queues/(?P<qkey>[^/]+)/triggers/?", self._h_create_trigger)
+        add("GET", v + r"queues/(?P<qkey>[^/]+)/triggers/(?P<tid>[^/]+)/?", self._h_get_trigger)
+        add("PATCH", v + r"queues/(?P<qkey>[^/]+)/triggers/(?P<tid>[^/]+)/?", self._h_patch_trigger)
+        add("GET", r"/v3/queues/(?P<qkey>[^/]+)/triggers/(?P<tid>[^/]+)/webhooks/log/?", self._h_trigger_log)
         add("GET", v + r"queues/(?P<qkey>[^/]+)/localFields/(?P<fkey>[^/]+)/?", self._h_local_field)
         add("GET", v + r"fields/?", self._h_fields)
         add("GET", v + r"fields/(?P<fid>[^/]+)/?", self._h_field)
