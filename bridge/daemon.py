@@ -288,7 +288,7 @@ class Daemon:
         self._server: MetricsServer | None = None
         # Push (design section 10): hooks are hints that bring the next cycle forward.
         self.hints = HintBox(on_new=self._wake)
-        self.hook_counters = HookCounters()
+        self.hook_counters = HookCounters(lambda source, outcome: self.metrics.hooks.labels(source, outcome).inc())
         self._receiver: HookReceiver | None = None
         self._wake_lock = threading.Lock()
         self._cycle_running = threading.Event()

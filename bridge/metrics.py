@@ -101,6 +101,9 @@ class Metrics:
             "bridge_api_rate_limit_wait_seconds",
             "Seconds spent waiting for an API's rate limit (its advertised window, or after a 429)",
             ["service", "endpoint"], registry=r)
+        self.hooks = Counter(
+            "bridge_hooks", "Hook requests received by source (sentry, tracker) and outcome (queued, ignored, "
+            "dropped, or the refusal's HTTP status)", ["source", "outcome"], registry=r)
         for result in ("ok", "failed", "aborted", "refused", "interrupted", "crashed"):
             self.cycles.labels(result)  # present from the start, so rate() works from the first scrape
         self._seen: dict[str, _Seen] = {}

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from bridge.push.hints import HintBox
 from bridge.push.receiver import MAX_CONCURRENT, HookReceiver
 from bridge.push.verify import MAX_BODY_BYTES, Hint, sentry_signature_ok
-from tests.test_daemon import Service, free_port, wait_for
+from tests.test_daemon import Service, free_port, scrape, total, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import BridgeEnv
@@ -188,7 +188,9 @@ def daemon(bridge_env: BridgeEnv) -> Iterator[Service]:
     svc.close()
 
 
-def push_config(env: BridgeEnv, port: int) -> None:
+def push_config(env: BridgeEnv, port: int, metrics_port: int | None = None) -> None:
+    if metrics_port is not None:
+        env.config(metrics={"listen": f"127.0.0.1:{metrics_port}"})
     env.config(sync={"interval_seconds": 300}, push={"enabled": True, "listen": f"127.0.0.1:{port}",
                                                       "sentry_secret": SENTRY_SECRET,
                                                       "tracker_secret": TRACKER_SECRET, "min_gap_seconds": 0.5})
@@ -287,8 +289,8 @@ def test_the_sentry_emulator_signs_its_hooks_as_sentry_does(receiver: HookReceiv
 def test_a_sentry_change_crosses_by_hook_and_our_echo_is_ignored(bridge_env: BridgeEnv,
                                                                  request: pytest.FixtureRequest) -> None:
     env = bridge_env
-    port = free_port()
-    push_config(env, port)
+    port, metrics_port = free_port(), free_port()
+    push_config(env, port, metrics_port)
     sid, key = env.pair()
     env.link((sid, key))
     env.sentry.subscribe_webhooks(f"http://127.0.0.1:{port}/hooks/sentry", SENTRY_SECRET)
@@ -305,3 +307,8 @@ def test_a_sentry_change_crosses_by_hook_and_our_echo_is_ignored(bridge_env: Bri
     wait_for("the change in Sentry", lambda: env.s_state(sid)[0] == "unresolved", timeout=10)
     wait_for("the echo", lambda: len(env.sentry.hook_deliveries) >= 2, timeout=5)
     assert [status for _, status in env.sentry.hook_deliveries] == [202, 200]  # the echo: ignored
+    # What /metrics says of the hooks (what an alert on "hooks stopped arriving" reads).
+    samples = scrape(metrics_port)
+    assert total(samples, "bridge_hooks_total", source="sentry", outcome="queued") == 1
+    assert total(samples, "bridge_hooks_total", source="sentry", outcome="ignored") == 1
+    assert total(samples, "bridge_hooks_total", source="tracker", outcome="queued") == 1

@@ -30,13 +30,16 @@ MAX_CONCURRENT = 32  # requests handled at once; beyond, 503 (a flood never take
 class HookCounters:
     """What the receiver saw, for `/metrics` and the tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_count: Callable[[str, str], None] | None = None) -> None:
         self._lock = threading.Lock()
         self.by_outcome: dict[tuple[str, str], int] = {}
+        self.on_count = on_count  # e.g. the Prometheus counter of the daemon's /metrics
 
     def count(self, source: str, outcome: str) -> None:
         with self._lock:
             self.by_outcome[(source, outcome)] = self.by_outcome.get((source, outcome), 0) + 1
+        if self.on_count is not None:
+            self.on_count(source, outcome)
 
     def get(self, source: str, outcome: str) -> int:
         with self._lock:
