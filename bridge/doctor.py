@@ -623,9 +623,7 @@ class Doctor:
 
     def check_route_queues(self, main_queue: str) -> None:
         """Queues that `[create.routes]` sends new issues to must exist too."""
-        if not self.settings.create.enabled:
-            return
-        others = sorted(set(self.settings.create.routes.values()) - {main_queue})
+        others = self.route_queues(main_queue)
         missing = [q for q in others if isinstance(probe(partial(self.tracker.get_queue, q)).error, NotFoundError)]
         if missing:
             self.add("tracker: create.routes queues", "fail", f"not found: {listed(missing)}",

@@ -719,6 +719,8 @@ class Store:
         # Only a field this run moved on (adopted, wrote or judged) can have lost its unmapped
         # value; one held (switched off, unchanged), in conflict or not reached says nothing.
         moved_on = {a.field for a in run.actions if isinstance(a, (Adopt, Reconcile, WriteSentry, WriteTracker))}
+        if not moved_on - still:
+            return  # the common case (an idle link): no query in the cycle's commit path
         rows = self.db.execute(
             "SELECT j.side, j.field, j.value FROM journal j WHERE j.sentry_id = ? AND j.action = 'unmapped' AND "
             "j.id = (SELECT MAX(id) FROM journal WHERE sentry_id = j.sentry_id AND field = j.field)",

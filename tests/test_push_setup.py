@@ -309,3 +309,14 @@ def test_a_wrong_secret_in_the_trigger_is_refused_by_the_receiver(env: BridgeEnv
     assert env.tracker.wait_for_deliveries()
     [entry] = env.tracker.deliveries()
     assert entry["response"]["status"] == 401 and len(receiver.hints) == 0
+
+
+def test_a_create_that_lands_with_its_answer_lost_is_said_not_repeated(env: BridgeEnv) -> None:
+    """Applied, answer lost (design section 9): the trigger exists on the server, nothing is
+    remembered, and the operator is told to look for it; no second create is sent."""
+    env.config(tracker={"timeout_seconds": 0.5})
+    env.tracker.inject("timeout_after", method="POST", path="/triggers", times=1)
+    result = env.run("push", "setup")
+    assert result.code != 0 and "may have been created" in result.err and TRIGGER_NAME in result.err
+    assert len(trigger_writes(env)) == 1 and len(env.tracker.triggers("OPS")) == 1
+    assert remembered(env) is None

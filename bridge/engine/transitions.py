@@ -379,15 +379,13 @@ class QueueDefinitions:
             if read_at is None or self.clock() - read_at > kept:
                 by_type = self._read(queue)
                 self._known[queue] = (self.clock(), by_type)
-        if by_type is None:
-            return None
-        return by_type.get(issue_type) or merged(by_type.values())
+        return _pick(by_type, issue_type)
 
     def peek(self, queue: str, issue_type: str) -> Definition | None:
         """What is known now, without reading."""
         with self._lock:
             by_type = self._known.get(queue, (None, None))[1]
-        return None if by_type is None else by_type.get(issue_type) or merged(by_type.values())
+        return _pick(by_type, issue_type)
 
     def forget(self, queue: str) -> None:
         """The definitions of `queue` disagree with what an issue offers: read them again."""
@@ -406,6 +404,13 @@ class QueueDefinitions:
             return None
         self._warned.discard(queue)
         return found
+
+
+def _pick(by_type: Mapping[str, Definition] | None, issue_type: str) -> Definition | None:
+    """The type's workflow; a type the queue's map does not list gets all of them merged."""
+    if by_type is None:
+        return None
+    return by_type.get(issue_type) or merged(by_type.values())
 
 
 def merged(definitions: Iterable[Definition]) -> Definition:
