@@ -505,6 +505,10 @@ class PushSettings(BaseModel):
     tracker_secret: SecretStr | None = None  # shared with the queue trigger (X-Bridge-Secret)
     tracker_secret_file: Path | None = None
     min_gap_seconds: float = Field(default=2.0, ge=0.1, le=3600)  # hinted cycles at most this often
+    # With Sentry hooks on and trusted, incremental cycles read only the links hooks, the Tracker
+    # poll, bookmark searches and retries point at, plus a rotating slice of the rest (every link
+    # at least once every `sync.full_resync_every` cycles).  False: every cycle reads every link.
+    focused_cycles: bool = True
 
     @field_validator("listen")
     @classmethod

@@ -104,6 +104,10 @@ class Metrics:
         self.hooks = Counter(
             "bridge_hooks", "Hook requests received by source (sentry, tracker) and outcome (queued, ignored, "
             "dropped, or the refusal's HTTP status)", ["source", "outcome"], registry=r)
+        self.hooks_trusted = Gauge(
+            "bridge_hooks_trusted", "1 while Sentry hooks are configured and trusted, so incremental cycles read only "
+            "the links hooks, the Tracker poll and bookmark searches point at (plus a rotating slice); 0 when they "
+            "are off or distrusted (refused hooks, a change no hook named) and every link is read", registry=r)
         for result in ("ok", "failed", "aborted", "refused", "interrupted", "crashed"):
             self.cycles.labels(result)  # present from the start, so rate() works from the first scrape
         self._seen: dict[str, _Seen] = {}
