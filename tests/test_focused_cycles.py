@@ -242,3 +242,18 @@ def test_a_hinted_cycle_whose_poll_fails_reads_the_hinted_links_and_keeps_the_cu
     assert report.poll_error and report.focus is not None and report.focus.ids == {sid}
     assert world.t_status(key) == "closed"
     assert world.store.cursor("tracker.updated_at") == cursor  # the next poll looks from where it was
+
+
+def test_a_hinted_cycle_creates_only_when_a_hook_named_a_new_issue(tmp_path: Path) -> None:
+    world = make_world(tmp_path, sync={"full_resync_every": 5}, create={"enabled": True})
+    pairs = settle(world, 5)
+
+    def create_queries() -> int:
+        return sum(1 for r in world.sentry.requests("GET", r"/issues/$") if ("sort", "new") in r.query)
+
+    fresh = world.sentry.add_issue("backend", "a new error")
+    world.cycle(focus=Focus(sentry_ids=frozenset({pairs[0][0]}), hinted=True))
+    assert create_queries() == 0 and fresh not in {link.sentry_id for link in world.store.links()}
+    report = world.cycle(focus=Focus(sentry_ids=frozenset({fresh}), hinted=True))  # its `created` hook
+    assert create_queries() == 1 and [sid for sid, _ in report.created] == [fresh]
+    world.store.close()

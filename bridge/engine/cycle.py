@@ -298,7 +298,10 @@ class Engine:
             return
         if cursor is not None:
             self.store.set_cursor(TRACKER_CURSOR, cursor, self.clock())
-        if creating and not self.stop_requested.is_set():
+        # A hinted cycle looks for new Sentry issues only when a hook named one not linked yet (an
+        # `issue.created`); otherwise the scheduled cycles find them, as without hooks.
+        news = hinted and focus is not None and bool(focus.sentry_ids - {link.sentry_id for link in links})
+        if creating and not self.stop_requested.is_set() and (not hinted or news):
             self.creator.create_new(report, users, bookmarks, self.sync_new, backfill=backfill, dry_run=dry_run,
                                     respect_backoff=respect_backoff)
         if self.settings.sentry.app_installation and not self.stop_requested.is_set():
