@@ -74,6 +74,7 @@ class Finding:
     message: str
 
     def line(self) -> str:
+        """`level: key: message`, the shape of one line of `config check` after the file name."""
         return f"{self.level}: {self.key}: {self.message}" if self.key else f"{self.level}: {self.message}"
 
 
@@ -157,9 +158,12 @@ class _TableView:
         return self.forward.get(value) or self.forward.get(self.base(value))
 
     def key(self, direction: str, row: str) -> str:
+        """The key path of a row, present or missing: where the operator adds or fixes it."""
         return format_key(("mapping", self.field, direction, row))
 
     def findings(self, direction: str) -> list[Finding]:
+        """Unmapped, one-sided and ambiguous rows (module docstring), for the field's direction:
+        only a field flowing both ways reads both tables, so only then can one be one-sided."""
         out: list[Finding] = []
         both = direction == "both"
         field = self.field
@@ -218,6 +222,7 @@ def _and(items: Sequence[str]) -> str:
 
 
 def _routes(settings: Settings) -> list[Finding]:
+    """Routes no new issue would ever take (the loader refuses one to a project not polled)."""
     create = settings.create
     if not create.routes:
         return []
@@ -234,6 +239,8 @@ def _routes(settings: Settings) -> list[Finding]:
 
 
 def _inline_secrets(file_table: Mapping[str, Any]) -> list[Finding]:
+    """Secrets in the file's own table: one from the environment is the unit's or the shell's
+    business, not the repository's.  An empty value counts as unset, as for the loader."""
     findings = []
     for secret in SECRETS:
         section = file_table.get(secret.key[0])
@@ -247,6 +254,7 @@ def _inline_secrets(file_table: Mapping[str, Any]) -> list[Finding]:
 
 
 def _listeners(settings: Settings) -> list[tuple[str, tuple[str, int]]]:
+    """What `run` binds: the metrics endpoint when set, the hook receiver when enabled."""
     found = []
     metrics = settings.metrics.address()
     if metrics is not None:
@@ -257,6 +265,7 @@ def _listeners(settings: Settings) -> list[tuple[str, tuple[str, int]]]:
 
 
 def _own_ports(settings: Settings) -> list[Finding]:
+    """One process cannot bind one port twice: the second listener would fail at start."""
     listeners = _listeners(settings)
     if len(listeners) == 2 and _overlap(listeners[0][1], listeners[1][1]):
         return [Finding("error", "push.listen", (
@@ -275,5 +284,6 @@ def _overlap(a: tuple[str, int], b: tuple[str, int]) -> bool:
 
 
 def _show(address: tuple[str, int]) -> str:
+    """`host:port` as written in a config, brackets for IPv6."""
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -142,6 +142,7 @@ def _plain(value: Any) -> Any:
 
 
 def _put(values: dict[str, Any], key: Key, value: Any) -> None:
+    """Set a secret's shown value where `_walk` left its redacted or unset one."""
     node = values
     for part in key[:-1]:
         node = node.setdefault(part, {})
@@ -149,6 +150,8 @@ def _put(values: dict[str, Any], key: Key, value: Any) -> None:
 
 
 def _find(tree: Mapping[str, Any], key: Key) -> Any:
+    """The value at `key` in a layer, or `_MISSING`; a key matches in any case, since the loader
+    lower-cases e-mails and canonicalises state keys, and environment names arrive lower-cased."""
     node: Any = tree
     for part in key:
         if not isinstance(node, Mapping):

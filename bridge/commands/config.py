@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,10 @@ class Checked:
         return any(f.level == "error" or strict for f in self.findings)
 
 
-def check_file(name: str, env: Any) -> Checked:
-    """Load and lint one file; a file that does not load gets the loader's problems."""
+def check_file(name: str, env: Mapping[str, str]) -> Checked:
+    """Load and lint one file.  Tokens are not required (CI has none), so `require_tokens` is
+    off; a file that does not load gets the loader's problems only, since the lint needs
+    settings to look at."""
     path = Path(name).expanduser().absolute()
     checked = Checked(name, path)
     try:
@@ -90,6 +93,8 @@ def check_file(name: str, env: Any) -> Checked:
 
 
 def run_check(ctx: Context) -> int:
+    """Every file alone, then the files that loaded against each other (one host's bridges);
+    exit 2 when any file failed, so a CI job fails on it."""
     names = list(ctx.args.files) or [str(ctx.config_path())]
     files: list[Checked] = []
     for name in names:
@@ -127,7 +132,9 @@ def run_check(ctx: Context) -> int:
     return EXIT_OK if ok else EXIT_CONFIG
 
 
-def _secrets(all_settings: Any) -> list[str]:
+def _secrets(all_settings: Iterable[Settings | None]) -> list[str]:
+    """The tokens the files resolved: the lint never quotes a value, but a loader problem about a
+    key a token was pasted into must not show it either (belt and braces, as the loader's own)."""
     found = []
     for settings in all_settings:
         if settings is None:
@@ -139,6 +146,7 @@ def _secrets(all_settings: Any) -> list[str]:
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
+    """`text` with every known secret (of 4 characters or more) replaced by ***."""
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 4:
             text = text.replace(secret, "***")
@@ -149,6 +157,7 @@ def _scrub(text: str, secrets: list[str]) -> str:
 
 
 def run_show(ctx: Context) -> int:
+    """FILE, else the file every other command would read (`--config`, `$BRIDGE_CONFIG`, ...)."""
     path = Path(ctx.args.file).expanduser().absolute() if ctx.args.file else ctx.config_path()
     effective = effective_config(path, ctx.env)
     if ctx.args.json:
@@ -173,6 +182,8 @@ def render_toml(effective: EffectiveConfig) -> str:
 
 
 def _render_table(node: dict[str, Any], key: Key, sources: dict[Key, str], lines: list[str]) -> None:
+    """A key with an origin is a value (a row of a table is one too, written inline); anything
+    else is a table of its own, after the values, as TOML wants."""
     leaves = [(name, value) for name, value in node.items() if (*key, name) in sources]
     tables = [(name, value) for name, value in node.items() if (*key, name) not in sources]
     if key and (leaves or not tables):
@@ -185,6 +196,7 @@ def _render_table(node: dict[str, Any], key: Key, sources: dict[Key, str], lines
 
 
 def _toml(value: Any) -> str:
+    """One value as TOML: the effective config holds only these JSON-ready types."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -202,5 +214,6 @@ def _toml(value: Any) -> str:
 
 
 def run_schema(ctx: Context) -> int:
+    """Printed, not written to a file: `> config/bridge.schema.json` puts it where editors look."""
     ctx.print(json.dumps(config_schema(), indent=2))
     return EXIT_OK
