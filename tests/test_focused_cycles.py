@@ -257,3 +257,18 @@ def test_a_hinted_cycle_creates_only_when_a_hook_named_a_new_issue(tmp_path: Pat
     report = world.cycle(focus=Focus(sentry_ids=frozenset({fresh}), hinted=True))  # its `created` hook
     assert create_queries() == 1 and [sid for sid, _ in report.created] == [fresh]
     world.store.close()
+
+
+def test_hints_for_unlinked_issues_cost_no_write_and_no_read_of_them(tmp_path: Path) -> None:
+    world = make_world(tmp_path, sync={"full_resync_every": 5}, create={"enabled": False})
+    settle(world, 20)
+    stranger = world.sentry.add_issue("backend", "not linked")
+    world.sentry.clear_log()
+    world.tracker.clear_log()
+    report = world.cycle(focus=Focus(sentry_ids=frozenset({stranger, "123456789"}),
+                                     tracker_keys=frozenset({"OPS-999", "NOPE-1"}), hinted=True))
+    assert report.summary()["links_read"] == 0
+    assert world.sentry.writes() == [] and world.tracker.writes() == []
+    assert sentry_reads(world) == []
+    assert not [r for r in world.tracker.requests("GET") if "OPS-999" in r.path or "NOPE-1" in r.path]
+    world.store.close()

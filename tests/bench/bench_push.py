@@ -336,8 +336,7 @@ def bench_idle(n: int, latency: float) -> dict[str, Any]:
     emulators = Emulators(latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            engine = make_engine(Path(tmp), emulators.urls, concurrency=4)
-            engine.settings.sync.full_resync_every = 10
+            engine = make_engine(Path(tmp), emulators.urls, concurrency=4, full_resync_every=10)
             engine.store.add_links(emulators.seed(n))
             rows = []
 

@@ -144,7 +144,8 @@ class Emulators:
         self.process.join(timeout=10)
 
 
-def make_engine(folder: Path, urls: dict[str, str], concurrency: int, max_changes: int | None = MAX_CHANGES) -> Any:
+def make_engine(folder: Path, urls: dict[str, str], concurrency: int, max_changes: int | None = MAX_CHANGES,
+                full_resync_every: int = 1000) -> Any:
     from bridge.clients.http import RetryPolicy
     from bridge.config import Settings
     from bridge.connect import open_clients
@@ -155,7 +156,8 @@ def make_engine(folder: Path, urls: dict[str, str], concurrency: int, max_change
         sentry={"url": urls["sentry"], "organization": "acme", "token": "sentry-token"},
         tracker={"url": urls["tracker"], "org_id": "1234567", "token": "tracker-token", "queue": "OPS"},
         state={"path": folder / "state.db"},
-        sync={"concurrency": concurrency, "full_resync_every": 1000, "max_changes_per_cycle": max_changes},
+        sync={"concurrency": concurrency, "full_resync_every": full_resync_every,
+              "max_changes_per_cycle": max_changes},
         create={"enabled": True, "max_per_cycle": 100_000},
     )
     sentry, tracker = open_clients(settings, policy=RetryPolicy(attempts=8, deadline_seconds=120))
