@@ -61,6 +61,7 @@ from bridge.engine import Engine
 from bridge.errors import BridgeError, ConfigError, RemoteError
 from bridge.metrics import Health, Metrics, MetricsServer, cycle_result, parse_iso
 from bridge.notify import Notifier
+from bridge.push.echoes import EchoBook
 from bridge.push.hints import HintBox
 from bridge.push.receiver import HookCounters, HookReceiver
 from bridge.push.trust import HookTrust
@@ -292,6 +293,7 @@ class Daemon:
         self._server: MetricsServer | None = None
         # Push (design section 10): hooks are hints that bring the next cycle forward.
         self.hints = HintBox(on_new=self._wake)
+        self.echoes = EchoBook()
         self.hook_counters = HookCounters(lambda source, outcome: self.metrics.hooks.labels(source, outcome).inc())
         self._receiver: HookReceiver | None = None
         # Whether cycles may read only what hooks point at (set when the receiver starts).
@@ -515,7 +517,8 @@ class Daemon:
                                "(hooks without a secret are never accepted)"])
         try:
             self._receiver = HookReceiver(settings.push.address(), self.hints, sentry_secret=sentry_secret,
-                                          tracker_secret=tracker_secret, counters=self.hook_counters)
+                                          tracker_secret=tracker_secret, counters=self.hook_counters,
+                                          echoes=self.echoes)
         except OSError as exc:
             raise ConfigError([f"push.listen: cannot listen on {settings.push.listen}: "
                                f"{exc.strerror or exc}"]) from None
@@ -563,6 +566,7 @@ class Daemon:
 
     def _build_engine(self, settings: Settings, store: Store) -> Engine:
         sentry, tracker = open_clients(settings, policy=self.retry_policy)
+        sentry.on_write = self.echoes.wrote  # so the receiver knows our own writes coming back
         engine = Engine(settings, store, sentry, tracker)
         engine.stop_requested = self.stopping  # one flag for every engine this daemon builds
         return engine
@@ -646,9 +650,14 @@ class Daemon:
         self._engine, self.settings = fresh, new
         if engine is not None:
             self._close_clients(engine)
+        # push.focused_cycles may be switched either way by a reload (the receiver stays bound).
+        self.trust.configured = (self._receiver is not None and self._receiver.takes_sentry
+                                 and new.push.focused_cycles)
         if (new.sync.interval_seconds, new.sync.jitter_seconds) != (old.sync.interval_seconds, old.sync.jitter_seconds):
             self.health.set_interval(new.sync.interval_seconds + new.sync.jitter_seconds)
             if self._scheduler is not None and not self.stopping.is_set():
+                with self._wake_lock:
+                    self._scheduled_due = float("-inf")  # the new schedule's first run is a scheduled one
                 self._scheduler.reschedule_job(JOB_ID, trigger=self._trigger(new))
         if new.metrics.listen != old.metrics.listen:
             self._relisten(new)

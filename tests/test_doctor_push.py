@@ -6,6 +6,7 @@ a real `run`."""
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -65,12 +66,17 @@ def test_a_working_setup_passes_every_push_check(pushed: tuple[BridgeEnv, int, i
     wait_for("the receiver", lambda: svc.logs("push.listening") and svc.cycles())
     env.tracker.set_status(key, "inProgress", by="bob")  # the trigger fires
     wait_for("a delivery", lambda: any(d for t in env.tracker._triggers.values() for d in t.deliveries), timeout=10)
+    checks = push_checks(env)
+    assert checks["push: hooks received"]["level"] == "warn"  # Sentry's hooks: none arrived yet
+    assert "no Sentry hook has arrived" in checks["push: hooks received"]["detail"]
+    env.sentry.assign(sid, "alice@example.com", by="alice@example.com")  # Sentry sends its hook
+    wait_for("the Sentry hook", lambda: env.sentry.hook_deliveries, timeout=10)
     env.tracker.clear_log()
     checks = push_checks(env)
     for name in ("push: receiver", "push: public URL", "push: Tracker trigger OPS", "push: hooks received"):
         assert checks[name]["level"] == "pass", checks[name]
-    assert "the latest 1 deliveries were answered 2xx" in checks["push: Tracker trigger OPS"]["detail"]
-    assert "1 from tracker" in checks["push: hooks received"]["detail"]
+    assert re.search(r"the latest \d+ deliveries were answered 2xx", checks["push: Tracker trigger OPS"]["detail"])
+    assert "1 from sentry, " in checks["push: hooks received"]["detail"]
     assert env.tracker.writes() == []  # doctor only reads
     # A refused Sentry hook (a secret out of step) is what the counters then show.
     body = issue_hook(sid)

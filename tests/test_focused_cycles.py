@@ -6,6 +6,7 @@ emulators in-process; the daemon's side (when hooks are trusted) is in test_hook
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,10 @@ def focused(tmp_path: Path) -> Iterator[World]:
 
 
 def settle(world: World, n: int) -> list[tuple[str, str]]:
-    """`n` links, one full cycle (which also makes the engine ready to focus)."""
-    pairs = [world.pair() for _ in range(n)]
+    """`n` links (their Sentry issues last seen yesterday), one full cycle (which also makes the
+    engine ready to focus)."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    pairs = [world.pair(first_seen=yesterday, last_seen=yesterday) for _ in range(n)]
     first = world.cycle(focus=NO_HINTS)
     assert first.full and first.focus is None
     world.sentry.clear_log()
@@ -75,7 +78,7 @@ def test_select_names_its_reasons_and_ignores_what_is_not_linked() -> None:
     chosen = select(linked, Focus(frozenset({"1", "99"}), frozenset({"OPS-2", "OPS-77"})), updated_keys={"OPS-3"},
                     bookmarks_changed={"4", "55"}, retry=set(), slice_after="4", every=4)
     assert chosen.pointed == {"1", "2", "3", "4"}
-    assert chosen.reasons == {"hook": 2, "poll": 1, "bookmarks": 1, "retry": 0}
+    assert chosen.reasons == {"hook": 2, "poll": 1, "bookmarks": 1, "retry": 0, "reopened": 0}
     assert chosen.sliced == frozenset() and chosen.slice_after == "1"  # the slice's one link was pointed at
 
 
@@ -89,7 +92,11 @@ def test_an_idle_focused_cycle_reads_one_slice_not_every_link(focused: World) ->
     assert not report.full and report.focus is not None
     assert report.summary()["links_read"] == 50  # ceil(250 / 5)
     assert len(sentry_reads(world)) == 50
-    assert report.requests["sentry"] <= 1 + 2 + 2  # one batch, two bookmarks searches, the create query
+    # One batch, two bookmarks searches, one page of issues seen since the last scheduled cycle (the
+    # regressions search: none of these issues had an event); the create scan aside.
+    scans = [r for r in world.sentry.requests("GET") if ("sort", "new") in r.query and ("query", "is:unresolved")
+             in r.query]
+    assert report.requests["sentry"] - len(scans) == 1 + 2 + 1
     world.sentry.clear_log()
     unfocused = world.cycle()  # no hooks: today's behaviour, every link read
     assert unfocused.focus is None and len(sentry_reads(world)) == 250

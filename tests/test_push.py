@@ -105,11 +105,24 @@ def test_malformed_json_is_400_after_the_signature(receiver: HookReceiver) -> No
 
 
 def test_our_own_echo_and_other_resources_are_ignored(receiver: HookReceiver) -> None:
+    receiver.echoes.wrote("5000000001")  # the bridge just wrote this issue
     for body in (issue_hook("5000000001", actor="application"),
                  json.dumps({"action": "created", "data": {"installation": {"uuid": "i-1"}}}).encode()):
         answer = httpx.post(url(receiver, "/hooks/sentry"), content=body, headers=signed(body))
         assert answer.status_code == 200 and answer.json() == {"ignored": True}
     assert len(receiver.hints) == 0
+
+
+def test_sentrys_own_changes_and_other_integrations_are_hints(receiver: HookReceiver) -> None:
+    """Auto-resolve, escalation and `issue.created` come with the actor {"type": "application",
+    "id": "sentry"}; another integration's change with its own app id.  Neither is our echo."""
+    receiver.echoes.wrote("5000000001")
+    system = json.dumps({"action": "resolved", "data": {"issue": {"id": "5000000001"}},
+                         "actor": {"type": "application", "id": "sentry", "name": "Sentry"}}).encode()
+    other = issue_hook("5000000002", actor="application")  # an app, on an issue the bridge did not write
+    for body in (system, other):
+        assert httpx.post(url(receiver, "/hooks/sentry"), content=body, headers=signed(body)).status_code == 202
+    assert receiver.hints.drain() == {Hint("sentry", "5000000001"), Hint("sentry", "5000000002")}
 
 
 def test_other_paths_and_methods_are_refused(receiver: HookReceiver) -> None:

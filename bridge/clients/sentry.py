@@ -63,6 +63,8 @@ class SentryClient:
         self.http = http
         self.organization = organization
         self._org = f"/api/0/organizations/{quote(organization, safe='')}"
+        # Told the id of every issue about to be written (the daemon's echo book; push).
+        self.on_write: Callable[[str], None] | None = None
 
     @classmethod
     def create(
@@ -220,6 +222,8 @@ class SentryClient:
 
     def _put(self, issue_id: str, body: dict[str, Any]) -> dict[str, Any]:
         # absolute values: sending twice leaves the same state, so retries are allowed
+        if self.on_write is not None:
+            self.on_write(str(issue_id))  # before sending: the hook it causes may beat the answer
         response = self.http.request("PUT", self._issue_path(issue_id), safe=True, json_body=body)
         return self._checked(require(self.http.json(response), ISSUE_KEYS, self.http, response), response)
 

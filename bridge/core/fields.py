@@ -160,13 +160,15 @@ def _status_rows(pair: Pair, lookup: Lookup) -> list[str]:
 
 
 def _status_hooked(before: Value, after: Value) -> bool:
-    """Resolved, unresolved and ignored (archived) send hooks; a substatus moving on alone, or
-    "resolved" becoming "resolved in the next release", is not counted."""
+    """A resolve or an ignore (archive) sends a hook.  A move back to unresolved is not counted:
+    a regression (a new event on a resolved issue) reopens it without one, and it cannot be told
+    from a person's unresolve.  A substatus moving on alone, or "resolved" becoming "resolved in
+    the next release", is not counted either."""
     def base(value: Value) -> str | None:
         state = scalar(value)
         return None if state is None else "resolved" if state == "resolvedInNextRelease" else base_state(state)
 
-    return before is not None and base(before) != base(after)
+    return before is not None and base(before) != base(after) and base(after) in ("resolved", "ignored")
 
 
 def _status_landed(now: Value, wanted: Value) -> bool:

@@ -10,6 +10,9 @@ at, plus a rotating slice of the rest:
   and catches what Tracker's trigger missed);
 - the links whose bookmarks changed between two searches (Sentry sends nothing for bookmarks);
 - the links with a write whose outcome is unknown, and failing links due for a retry;
+- the links whose Sentry issue had an event since the last scheduled cycle and is unresolved now
+  while the bridge last knew it resolved or ignored (a regression or an escalation: Sentry sends
+  no hook for those);
 - a slice of `ceil(N / full_resync_every)` links in id order, resumed after the last one read, so
   every link is read at least once every `full_resync_every` cycles even if no full cycle runs,
   which bounds the delay of the changes hooks never announce (an unassignment, the last bookmark
@@ -47,6 +50,7 @@ class Selection:
     slice_after: str | None  # the last id of this slice: the next one starts after it
     reasons: Mapping[str, int] = field(default_factory=dict)  # how many links each reason named
     hinted: bool = False  # a cycle hooks brought forward
+    hooked_keys: frozenset[str] = frozenset()  # Tracker keys hooks named (never taken from a cache)
 
     @property
     def ids(self) -> frozenset[str]:
@@ -83,6 +87,7 @@ def select(
     updated_keys: Collection[str] = (),
     bookmarks_changed: Collection[str] = (),
     retry: Collection[str] = (),
+    reopened: Collection[str] = (),
     slice_after: str | None,
     every: int,
 ) -> Selection:
@@ -98,12 +103,14 @@ def select(
         "poll": {by_key[key] for key in updated_keys if key in by_key},
         "bookmarks": {sid for sid in bookmarks_changed if sid in present},
         "retry": {sid for sid in retry if sid in present},
+        "reopened": {sid for sid in reopened if sid in present},
     }
     pointed = frozenset().union(*reasons.values())
     size = 0 if focus.hinted else slice_size(len(ids), every)
     sliced, after = rotating_slice(ids, slice_after, size)
     return Selection(pointed=pointed, sliced=frozenset(sliced) - pointed, slice_after=after,
-                     reasons={name: len(found) for name, found in reasons.items()}, hinted=focus.hinted)
+                     reasons={name: len(found) for name, found in reasons.items()}, hinted=focus.hinted,
+                     hooked_keys=frozenset(key for key in focus.tracker_keys if key in by_key))
 
 
 def ordered(links: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

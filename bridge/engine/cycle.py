@@ -90,6 +90,9 @@ class Engine:
         # bookmark searches are what the next search is compared with.
         self._focus_ready = False
         self._marks_seen: dict[str, frozenset[str]] | None = None
+        # Where the next scheduled focused cycle looks for reopened issues (the last scheduled
+        # cycle's start); None until one completed in this process.
+        self._seen_since: datetime | None = None
 
     # The clients and the store may be swapped (a reload, a test's fault wrapper): the parts follow.
     @property
@@ -202,6 +205,8 @@ class Engine:
                     if report.focus is not None:
                         self.store.set_cursor(SLICE_AFTER, report.focus.slice_after or "", self.clock())
                 self._focus_ready = ready or not hinted  # a hinted cycle searches no bookmarks
+                if not hinted:
+                    self._seen_since = report.started
             elif dry_run:
                 self._focus_ready = ready  # a dry run changes nothing a focused cycle relies on
         except RemoteError as exc:
@@ -275,8 +280,12 @@ class Engine:
         marks_before, reading = self._marks_seen, active
         if bookmarks is not None and not dry_run:
             self._marks_seen = dict(bookmarks)
-        if focus is not None and not full and (hinted or marks_before is not None or not self.policy.needs_bookmarks):
-            report.focus = self._select(active, focus, moved, marks_before, bookmarks)
+        reopened: set[str] | None = set()
+        if focus is not None and not full and not hinted:
+            reopened = self._reopened(active)  # None: unknown, so this cycle reads every link
+        if focus is not None and not full and reopened is not None \
+                and (hinted or marks_before is not None or not self.policy.needs_bookmarks):
+            report.focus = self._select(active, focus, moved, marks_before, bookmarks, reopened)
             # What is pointed at first: a hinted change is written before the slice is read.
             pointed, sliced = report.focus.pointed, report.focus.sliced
             reading = [link for link in active if link.sentry_id in pointed]
@@ -307,8 +316,31 @@ class Engine:
         if self.settings.sentry.app_installation and not self.stop_requested.is_set():
             self.creator.backlink(report)
 
+    def _reopened(self, active: Sequence[Link]) -> set[str] | None:
+        """Linked issues unresolved again (a regression, an escalation) since the last scheduled
+        cycle, which the bridge last knew resolved or ignored; None when that cannot be known."""
+        since = self._seen_since
+        if since is None:
+            return None
+        try:
+            seen = self.reader.seen_unresolved_since(since - timedelta(seconds=self.settings.sync.overlap_seconds))
+        except RemoteError as exc:
+            log.warning("reopened issues unknown this cycle (%s): reading every link", exc.describe(),
+                        extra={"event": "cycle.reopened_unknown"})
+            return None
+        linked = [link.sentry_id for link in active if link.sentry_id in seen]
+        known = self.store.baselines_for(linked) if linked else {}
+        reopened = set()
+        for sid in linked:
+            pair = known.get(sid, {}).get("status")
+            state = pair.sentry if pair is not None else None
+            if not (isinstance(state, str) and state.split(".", 1)[0] == "unresolved"):
+                reopened.add(sid)
+        return reopened
+
     def _select(self, active: Sequence[Link], focus: Focus, moved: set[str],
-                marks_before: Mapping[str, frozenset[str]] | None, bookmarks: Bookmarks) -> Selection:
+                marks_before: Mapping[str, frozenset[str]] | None, bookmarks: Bookmarks,
+                reopened: set[str]) -> Selection:
         """The links a focused cycle reads: those hooks, the poll, the bookmark searches or a
         retry point at, and the rotating slice (`bridge.core.focus`)."""
         changed = bookmark_changes(marks_before, bookmarks) if marks_before is not None and bookmarks is not None \
@@ -316,7 +348,8 @@ class Engine:
         retry = self.store.pending_links() | {row["sentry_id"] for row in self.store.failures()}
         after = self.store.cursor(SLICE_AFTER) or None
         return select(ordered((link.sentry_id, link.tracker_key) for link in active), focus,
-                      updated_keys=moved, bookmarks_changed=changed, retry=retry, slice_after=after,
+                      updated_keys=moved, bookmarks_changed=changed, retry=retry, reopened=reopened,
+                      slice_after=after,
                       every=self.settings.sync.full_resync_every)
 
     def _sync_links(self, report: CycleReport, active: Sequence[Link], users: UserMap, bookmarks: Bookmarks,
@@ -334,10 +367,13 @@ class Engine:
         executor = self.executor(users, notes=not dry_run)
         writes = WritePool(self, report, executor, users)
         fresh = self.store.pending_links()  # a write still pending: read it, never take the cache
+        # A Tracker issue a hook named changed after anything cached: this cycle's poll shows it,
+        # or (the poll failed, or lags) it is read; never the cached copy.
+        hooked = report.focus.hooked_keys if report.focus is not None else frozenset()
 
         def known(chunk: list[Link]) -> Issues:
             keys = [link.tracker_key for link in chunk if link.sentry_id not in fresh]
-            found = self.store.cached_tracker(keys)
+            found = self.store.cached_tracker([key for key in keys if key not in hooked])
             found.update({key: updates[key] for key in keys if key in updates})
             return found
 

@@ -201,6 +201,20 @@ class Reader:
                 errors.update({ref: exc for ref in chunk})
         return issues, errors
 
+    # -- reopened issues ----------------------------------------------------------------------
+    def seen_unresolved_since(self, since: datetime) -> set[str]:
+        """Unresolved issues with an event at or after `since`: newest first (`sort=date` is by
+        last seen), read until the first one seen earlier.  How a focused cycle finds the
+        regressions and escalations Sentry sends no hook for; the pages follow the activity, not
+        the number of issues."""
+        found: set[str] = set()
+        for issue in self.sentry.iter_issues("is:unresolved", sort="date"):
+            seen = parse_time(issue.get("lastSeen"))
+            if seen is not None and seen < since:
+                break
+            found.add(str(issue["id"]))
+        return found
+
     # -- bookmarks ----------------------------------------------------------------------------
     def bookmarks(self, users: UserMap) -> dict[str, frozenset[str]] | None:
         """issue id -> e-mails of mapped people who bookmarked it; None when any search failed."""

@@ -189,6 +189,12 @@ def counters_check(settings: Settings, get: Get) -> Check | None:
                      "a refused Sentry hook is a secret out of step (push.sentry_secret must be the integration's "
                      "Client Secret); a refused Tracker hook, a trigger made with another secret (`push setup`)",
                      notes)
+    arrived = int(sum(v for (s, _o), v in counts.items() if s == "sentry"))
+    if settings.push_secret("sentry") is not None and arrived == 0:
+        return Check(name, "warn", "no Sentry hook has arrived since the daemon started; its cycles rely on them",
+                     "resolve or assign an issue in Sentry and run doctor again; if none arrives, check the "
+                     "integration's Webhook URL (<public address>/hooks/sentry), its issue resource and the proxy",
+                     notes)
     if settings.push_secret("sentry") is not None and trusted == 0:
         return Check(name, "warn", "Sentry hooks are distrusted: every cycle reads every link",
                      "the daemon's log says why (event push.distrusted)", notes)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bridge.push.echoes import EchoBook
 from bridge.push.hints import HintBox
 from bridge.push.verify import MAX_BODY_BYTES, BadHook, Hint, sentry_hint, sentry_signature_ok, shared_secret_ok
 from bridge.push.verify import tracker_hint as parse_tracker_hint
@@ -56,8 +57,10 @@ class HookReceiver:
     """Serves `POST /hooks/sentry` and `POST /hooks/tracker` on its own thread."""
 
     def __init__(self, address: tuple[str, int], hints: HintBox, *, sentry_secret: str | None,
-                 tracker_secret: str | None, counters: HookCounters | None = None) -> None:
+                 tracker_secret: str | None, counters: HookCounters | None = None,
+                 echoes: EchoBook | None = None) -> None:
         self.hints = hints
+        self.echoes = echoes or EchoBook()
         self.counters = counters or HookCounters()
         self._sentry_secret = sentry_secret.encode() if sentry_secret else None
         self._tracker_secret = tracker_secret.encode() if tracker_secret else None
@@ -72,6 +75,11 @@ class HookReceiver:
     def address(self) -> tuple[str, int]:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
+
+    @property
+    def takes_sentry(self) -> bool:
+        """Whether Sentry's hooks are accepted (a Sentry secret is set)."""
+        return self._sentry_secret is not None
 
     @property
     def busy(self) -> int:
@@ -116,7 +124,10 @@ class HookReceiver:
                 raise BadHook(404, "Sentry hooks are not configured (push.sentry_secret)")
             if not sentry_signature_ok(self._sentry_secret, body, headers("Sentry-Hook-Signature")):
                 raise BadHook(401, "bad or missing Sentry-Hook-Signature")
-            return sentry_hint(body)
+            hook = sentry_hint(body)
+            if hook is None or self.echoes.is_echo(hook.hint.ref, hook.actor_type, hook.actor_id):
+                return None  # another resource, or our own write coming back
+            return hook.hint
         if self._tracker_secret is None:
             raise BadHook(404, "Tracker hooks are not configured (push.tracker_secret)")
         if not shared_secret_ok(self._tracker_secret, headers("X-Bridge-Secret")):
@@ -133,7 +144,7 @@ class HookReceiver:
 
             def do_POST(self) -> None:  # noqa: N802 - the http.server name
                 if not receiver._slots.acquire(blocking=False):
-                    self._answer(503, {"error": "busy; the next poll carries the change"})
+                    self._lost(503, {"error": "busy; the next poll carries the change"})
                     return
                 receiver._hold(1)
                 try:
@@ -148,17 +159,17 @@ class HookReceiver:
                     return
                 length = self.headers.get("Content-Length")
                 if length is None or not length.strip().isdigit():
-                    self._answer(411, {"error": "Content-Length required"})
+                    self._lost(411, {"error": "Content-Length required"})
                     return
                 if int(length) > MAX_BODY_BYTES:
-                    self._answer(413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
+                    self._lost(413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
                     return
                 try:
                     body = self.rfile.read(int(length))
                 except OSError:
                     return  # too slow or gone: nothing to answer
                 if len(body) != int(length):
-                    self._answer(400, {"error": "body shorter than Content-Length"})
+                    self._lost(400, {"error": "body shorter than Content-Length"})
                     return
                 status, answer = receiver.judge(self.path, self.headers.get, body)
                 self._answer(status, answer)
@@ -168,6 +179,13 @@ class HookReceiver:
                              {"error": "POST only" if self.path.startswith("/hooks/") else "not found"})
 
             do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
+
+            def _lost(self, status: int, answer: dict[str, Any]) -> None:
+                """A request on a hook path turned away before it was judged: counted, since a
+                Sentry hook lost so is a change no hint points at (`bridge.push.trust`)."""
+                if self.path in ("/hooks/sentry", "/hooks/tracker"):
+                    receiver.counters.count(self.path.rsplit("/", 1)[1], str(status))
+                self._answer(status, answer)
 
             def _answer(self, status: int, answer: dict[str, Any]) -> None:
                 data = json.dumps(answer).encode()

@@ -9,8 +9,9 @@ signs and falls back to reading every link (the behaviour without hooks) when it
   distrusted for `distrust_seconds`;
 - a change a hook should have announced (a status change, an assignment) found by the rotating
   slice, with no hook for that issue within `grace_seconds` of finding it; distrusted likewise;
-- a Sentry hint dropped because the hint box was full: the next cycle reads everything (the
-  dropped hint named a change no other read points at).
+- a Sentry hook turned away (busy, too large, no length) or its hint dropped from a full box:
+  the next scheduled cycle reads everything (the lost hook named a change no other read points
+  at).
 
 Only Sentry matters here: Tracker's changes are found by the incremental poll every cycle
 whatever its trigger does.  Everything runs on the daemon's cycle thread.
@@ -32,7 +33,8 @@ log = logging.getLogger("bridge.push")
 GRACE_SECONDS = 120.0  # a hook arrives within seconds; this leaves room for a slow one
 DISTRUST_SECONDS = 3600.0
 RECENT_KEPT = 50_000  # Sentry issue ids whose last hook time is remembered
-REFUSED = ("400", "401", "413")
+REFUSED = ("400", "401")  # a secret or a format out of step: hooks cannot be relied on for a while
+LOST = ("dropped", "503", "413", "411")  # one hook turned away: the change it named is pointed at by nothing
 
 
 class HookTrust:
@@ -47,7 +49,7 @@ class HookTrust:
         self._recent: OrderedDict[str, float] = OrderedDict()
         self._suspects: dict[str, float] = {}
         self._refused_seen = self._refused()
-        self._dropped_seen = counters.get("sentry", "dropped")
+        self._dropped_seen = self._lost()
         self.distrusted_until = float("-inf")
         self.reason: str | None = None
 
@@ -87,7 +89,7 @@ class HookTrust:
                 del self._suspects[sid]
                 self._distrust(now, f"Sentry issue {sid} changed and no hook named it within {self.grace:.0f} s "
                                     "(is the integration's webhook URL pointing at this bridge?)")
-        dropped = self.counters.get("sentry", "dropped")
+        dropped = self._lost()
         dropped_now, self._dropped_seen = dropped > self._dropped_seen, dropped
         if now < self.distrusted_until:
             return None
@@ -96,8 +98,8 @@ class HookTrust:
                      extra={"event": "push.trusted"})
             self.reason = None
         if dropped_now:
-            log.warning("Sentry hints were dropped (too many waiting): this cycle reads every link",
-                        extra={"event": "push.dropped"})
+            log.warning("Sentry hooks were turned away (busy, too large, or too many hints waiting): this cycle "
+                        "reads every link", extra={"event": "push.dropped"})
             return None
         return Focus(frozenset(sentry), frozenset(tracker))
 
@@ -113,6 +115,9 @@ class HookTrust:
                         why, extra={"event": "push.distrusted"})
         self.distrusted_until = now + self.distrust_for
         self.reason = why
+
+    def _lost(self) -> int:
+        return sum(self.counters.get("sentry", outcome) for outcome in LOST)
 
     def _refused(self) -> int:
         return sum(self.counters.get("sentry", outcome) for outcome in REFUSED)

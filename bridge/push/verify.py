@@ -60,12 +60,20 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def sentry_hint(body: bytes) -> Hint | None:
-    """The issue an integration webhook names (`data.issue.id`), or None for what the bridge
-    ignores: another resource (`installation`, `event_alert`, ...), or a change an application
-    made (`actor.type = application`): our own writes come back so, and the payload does not say
-    which application acted in a form the bridge can check offline; another integration's change
-    is left to the next poll.  A body that is not an issue hook of the documented shape is a 400."""
+@dataclass(frozen=True)
+class SentryHook:
+    """An issue hook: the issue it names and who acted (`actor.type`, `actor.id`)."""
+
+    hint: Hint
+    actor_type: str | None
+    actor_id: str | None
+
+
+def sentry_hint(body: bytes) -> SentryHook | None:
+    """The issue an integration webhook names (`data.issue.id`) and its actor, or None for
+    another resource (`installation`, `event_alert`, ...).  Whether an application's hook is our
+    own echo is the receiver's question (`bridge.push.echoes`).  A body that is not an issue hook
+    of the documented shape is a 400."""
     data = _json_object(body)
     issue = (data.get("data") or {}).get("issue") if isinstance(data.get("data"), dict) else None
     if issue is None:
@@ -73,9 +81,9 @@ def sentry_hint(body: bytes) -> Hint | None:
     if not isinstance(issue, dict) or not str(issue.get("id") or "").isdigit():
         raise BadHook(400, "data.issue.id is not an issue id")
     actor = data.get("actor")
-    if isinstance(actor, dict) and actor.get("type") == "application":
-        return None  # our own write coming back (or another app's: the poll carries it)
-    return Hint("sentry", str(issue["id"]))
+    kind, ident = (actor.get("type"), actor.get("id")) if isinstance(actor, dict) else (None, None)
+    return SentryHook(Hint("sentry", str(issue["id"])), kind if isinstance(kind, str) else None,
+                      None if ident is None else str(ident))
 
 
 def tracker_hint(body: bytes) -> Hint:
