@@ -24,6 +24,7 @@ import re
 import string
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -504,7 +505,13 @@ class PushSettings(BaseModel):
     sentry_secret_file: Path | None = None
     tracker_secret: SecretStr | None = None  # shared with the queue trigger (X-Bridge-Secret)
     tracker_secret_file: Path | None = None
-    min_gap_seconds: float = Field(default=2.0, ge=0.1, le=3600)  # hinted cycles at most this often
+    # Hinted cycles at most this often: the pace of a flood of hints, and most of a hinted
+    # change's wait (bench_push at N = 10,000, 50 ms latency: p95 2.4 s with 2.0, see the README).
+    min_gap_seconds: float = Field(default=1.0, ge=0.1, le=3600)
+    # With Sentry hooks on and trusted, incremental cycles read only the links hooks, the Tracker
+    # poll, bookmark searches and retries point at, plus a rotating slice of the rest (every link
+    # at least once every `sync.full_resync_every` cycles).  False: every cycle reads every link.
+    focused_cycles: bool = True
 
     @field_validator("listen")
     @classmethod
@@ -624,6 +631,28 @@ class Settings(BaseSettings):
 
 
 # -- secrets -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretSetting:
+    """One setting that holds a secret, and the two safer places the same secret may live
+    instead: a file named by another key, and a systemd credential (`LoadCredential=`)."""
+
+    key: tuple[str, str]
+    file_key: tuple[str, str]
+    credential: str
+
+
+#: Every secret of the configuration.  `config show` redacts them and names where each came
+#: from; `config check` warns about one written inline in a file.  A test keeps this table in
+#: step with the models (every `SecretStr` field is listed).
+SECRETS: tuple[SecretSetting, ...] = (
+    SecretSetting(("sentry", "token"), ("sentry", "token_file"), "sentry-token"),
+    SecretSetting(("tracker", "token"), ("tracker", "token_file"), "tracker-token"),
+    SecretSetting(("push", "sentry_secret"), ("push", "sentry_secret_file"), "sentry-hook-secret"),
+    SecretSetting(("push", "tracker_secret"), ("push", "tracker_secret_file"), "tracker-hook-secret"),
+)
+
 
 
 def _read_secret(path: Path, key: str) -> tuple[SecretStr | None, list[str]]:
@@ -753,7 +782,7 @@ def _env_overrides(env: Mapping[str, str], problems: list[str]) -> tuple[dict[st
             cause = exc.__cause__
             why = f": {cause}" if isinstance(cause, json.JSONDecodeError) else ""
             problems.append(
-                f"{_format_loc(_env_path(name))}: ${name} is not valid JSON (lists and tables are given as"
+                f"{format_key(_env_path(name))}: ${name} is not valid JSON (lists and tables are given as"
                 f" JSON, e.g. BRIDGE_SENTRY__PROJECTS='[\"backend\"]'){why}"
             )
         else:
@@ -807,8 +836,9 @@ def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def _format_loc(loc: Iterable[str | int]) -> str:
-    """A pydantic location as a TOML-ish key path: `mapping.status.to_tracker."unresolved.bogus"`."""
+def format_key(loc: Iterable[str | int]) -> str:
+    """A pydantic location as a TOML-ish key path: `mapping.status.to_tracker."unresolved.bogus"`.
+    Public because `config check` and `config show` name keys the same way as the problems do."""
     out = ""
     for item in loc:
         if item == "[key]":
@@ -834,7 +864,7 @@ def _format_errors(exc: ValidationError, overrides: Mapping[str, Any], env_names
         message = _MESSAGES.get(error["type"], error["msg"])
         origin = _env_origin(loc, overrides, env_names)
         suffix = f" (from ${origin})" if origin else ""
-        lines.append(f"{_format_loc(loc) or 'config'}: {message}{suffix}")
+        lines.append(f"{format_key(loc) or 'config'}: {message}{suffix}")
     return lines
 
 
@@ -873,6 +903,24 @@ def _raw_token_source(value: Any) -> tuple[SecretStr | None, Path | None] | None
     if not isinstance(token, str | None) or not isinstance(token_file, str | None):
         return None
     return (None if token is None else SecretStr(token)), (None if token_file is None else Path(token_file))
+
+
+@dataclass(frozen=True)
+class ConfigLayers:
+    """The two inputs `load_settings` merges, kept apart: the file's table, and the table the
+    environment contributes with the variables behind it.  `config show` reads them to say
+    where each value came from, `config check` to see what is written in the file itself."""
+
+    file: Mapping[str, Any]
+    env: Mapping[str, Any]
+    env_names: tuple[str, ...]
+
+
+def config_layers(path: Path, env: Mapping[str, str]) -> ConfigLayers:
+    """The layers of `path` under `env`.  Raises `ConfigError` when the file cannot be read; a
+    variable whose JSON does not parse contributes nothing (`load_settings` reports it)."""
+    overrides, names = _env_overrides(env, [])
+    return ConfigLayers(_read_toml(Path(path).expanduser().absolute()), overrides, tuple(names))
 
 
 def load_settings(

@@ -35,6 +35,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import random
 import select
 import signal
 import socket
@@ -62,11 +63,14 @@ from bridge.metrics import Health, Metrics, MetricsServer, cycle_result, parse_i
 from bridge.notify import Notifier
 from bridge.push.hints import HintBox
 from bridge.push.receiver import HookCounters, HookReceiver
+from bridge.push.trust import HookTrust
 from bridge.store import StateLock, Store
 
 log = logging.getLogger("bridge.daemon")
 
 JOB_ID = "cycle"
+# A run of the job this close to the scheduled time is the scheduled cycle, not a hinted one.
+SCHEDULE_SLACK_SECONDS = 0.5
 EXIT_OK, EXIT_FAILED = 0, 1
 # Extra seconds of stall allowance on top of one request's worst case (retry deadline + timeouts).
 STALL_MARGIN_SECONDS = 60.0
@@ -292,9 +296,14 @@ class Daemon:
         self.hints = HintBox(on_new=self._wake)
         self.hook_counters = HookCounters(lambda source, outcome: self.metrics.hooks.labels(source, outcome).inc())
         self._receiver: HookReceiver | None = None
+        # Whether cycles may read only what hooks point at (set when the receiver starts).
+        self.trust = HookTrust(self.hook_counters, configured=False)
         self._wake_lock = threading.Lock()
         self._cycle_running = threading.Event()
         self._last_start = float("-inf")  # time.monotonic() of the last cycle's start
+        # When the next scheduled cycle is due (time.monotonic()).  A run of the job before then
+        # was brought forward by hooks: a hinted cycle, which leaves this schedule as it is.
+        self._scheduled_due = float("-inf")
 
     # -- life cycle (main thread) -----------------------------------------------------------
     def run(self) -> int:
@@ -467,20 +476,36 @@ class Daemon:
         Hints that arrived during the cycle bring the next one forward."""
         if self.stopping.is_set():
             return
+        settings = self.settings
         with self._wake_lock:
             self._cycle_running.set()
-            self._last_start = time.monotonic()
+            now = self._last_start = time.monotonic()
+            scheduled = settings is None or now >= self._scheduled_due - SCHEDULE_SLACK_SECONDS
+            if scheduled and settings is not None:
+                self._scheduled_due = now + settings.sync.interval_seconds + random.uniform(  # noqa: S311
+                    0, settings.sync.jitter_seconds)
         try:
             try:
-                future = self._worker.submit(self._cycle)
+                future = self._worker.submit(self._cycle, not scheduled)
             except RuntimeError:
                 return  # shutting down
             future.result()
         finally:
             with self._wake_lock:
                 self._cycle_running.clear()
+            self._keep_schedule()
         if len(self.hints):
             self._wake()
+
+    def _keep_schedule(self) -> None:
+        """The job's next run is the next scheduled cycle, whatever ran now: a hinted cycle must
+        not push the schedule back (APScheduler counts the interval from the run it just made)."""
+        scheduler = self._scheduler
+        if scheduler is None or self.stopping.is_set() or self._scheduled_due == float("-inf"):
+            return
+        delay = max(0.0, self._scheduled_due - time.monotonic())
+        with contextlib.suppress(Exception):  # the job is gone: the scheduler is shutting down
+            scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
 
     # -- push ---------------------------------------------------------------------------------
     def _start_receiver(self, settings: Settings) -> None:
@@ -499,6 +524,8 @@ class Daemon:
                                f"{exc.strerror or exc}"]) from None
         self._receiver.start()
         self.metrics.set_push_configured(sentry=sentry_secret is not None, tracker=tracker_secret is not None)
+        focusing = sentry_secret is not None and settings.push.focused_cycles
+        self.trust = HookTrust(self.hook_counters, configured=focusing)
         host, port = self._receiver.address
         log.info("hooks on http://%s:%d/hooks/sentry and /hooks/tracker (%s)", host, port,
                  ", ".join(side for side, secret in (("sentry", sentry_secret), ("tracker", tracker_secret)) if secret),
@@ -553,7 +580,7 @@ class Daemon:
         log.info("metrics on http://%s:%d/metrics and /healthz", host if ":" not in host else f"[{host}]", port,
                  extra={"event": "metrics.listening"})
 
-    def _cycle(self) -> None:
+    def _cycle(self, brought_forward: bool = False) -> None:
         engine = self._engine
         if self.stopping.is_set() or engine is None:
             return
@@ -561,8 +588,10 @@ class Daemon:
         hinted = self.hints.drain()  # this cycle reads them all; hints from now on wake the next
         if hinted:
             log.info("cycle brought forward by %d hook hint(s)", len(hinted), extra={"event": "push.cycle"})
+        focus = self.trust.focus(hinted, scheduled=not brought_forward)
+        self.metrics.hooks_trusted.set(int(self.trust.trusted))
         try:
-            report = engine.run_cycle(respect_backoff=True)
+            report = engine.run_cycle(respect_backoff=True, focus=focus)
         except RemoteError as exc:
             log.error("cycle failed: %s; the next cycle is the retry", exc.describe(), extra={"event": "cycle.failed"})
             self._cycle_failed("aborted", exc.describe())
@@ -573,6 +602,7 @@ class Daemon:
             return
         finally:
             self.progress.cycle_ended()
+        self.trust.found_unhinted(report.unhinted)
         self._observe(engine, report)
 
     def _cycle_failed(self, result: str, problem: str) -> None:

@@ -33,6 +33,7 @@ from bridge.core.workflow import Definition, Transition, parse_transitions, shor
 from bridge.engine.transitions import read_definitions
 from bridge.errors import AuthError, NotFoundError, RemoteError
 from bridge.probes import LiveProbes
+from bridge.push.checks import push_checks
 from bridge.store import state_file_health
 
 SAMPLE_PER_STATUS = 20  # issues looked at per status to find one of each issue type
@@ -380,6 +381,7 @@ class Doctor:
         if sentry_ok:
             people = [email for email, _ in self.coverage.matched] if self.coverage else []
             verdicts += probes.sentry_probes(people, self.coverage.sso_only if self.coverage else ())
+        verdicts += push_checks(self.settings, self.tracker if tracker_ok else None, [queue, *self.route_queues(queue)])
         for check in verdicts:
             self.report.add(check)
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 # Keys that engine log calls pass through `extra=` and that JSON lines carry as fields.
-FIELDS = ("event", "link", "side", "field", "outcome", "links", "writes_sentry", "writes_tracker",
-          "failures", "conflicts", "duration_seconds", "ok", "dry_run")
+FIELDS = ("event", "link", "side", "field", "outcome", "cycle_kind", "links", "links_read", "writes_sentry",
+          "writes_tracker", "failures", "conflicts", "duration_seconds", "ok", "dry_run")
 
 
 class JsonFormatter(logging.Formatter):

@@ -159,6 +159,10 @@ class Metrics:
             "plus sync.jitter_seconds (/healthz fails after three of these without a success)", registry=r)
         self.request_durations = RequestDurations()
         r.register(self.request_durations)
+        self.hooks_trusted = Gauge(
+            "bridge_hooks_trusted", "1 while Sentry hooks are configured and trusted, so incremental cycles read only "
+            "the links hooks, the Tracker poll and bookmark searches point at (plus a rotating slice); 0 when they "
+            "are off or distrusted (refused hooks, a change no hook named) and every link is read", registry=r)
         for result in ("ok", "failed", "aborted", "refused", "interrupted", "crashed"):
             self.cycles.labels(result)  # present from the start, so rate() works from the first scrape
         self._seen: dict[str, _Seen] = {}

@@ -49,7 +49,7 @@ NOT_OURS = (str(BRIDGE_DIR / "sandbox"),)
 # `sandbox` reads no config and no token (it prints the emulators' own well-known test tokens);
 # tests/test_sandbox.py drives it.
 DRIVEN = {"sync", "run", "link", "unlink", "relink", "status", "conflicts", "doctor", "explain", "demo", "sandbox",
-          "push"}
+          "push", "config"}
 
 
 def leaks(text: str) -> list[str]:
@@ -221,7 +221,15 @@ def test_every_command_keeps_the_tokens_to_itself(secret_env: SecretEnv) -> None
                                                 "GRANT": "users"})
     cli("push", "setup", "--json")
     cli("push", "setup")
-    assert secret_env.runs == 28 and secret_env.exceptions_checked > 0
+    # config: the inline token is warned about (by key, never by value), the others shown as ***.
+    cli("config", "check")
+    cli("config", "check", "--json")
+    cli("config", "check", "--strict", expect=2)
+    cli("config", "show")
+    cli("config", "show", "--json")
+    cli("config", "show", env={"BRIDGE_SENTRY__TOKEN": SENTRY_SECRET, "BRIDGE_TRACKER__TOKEN": TRACKER_SECRET})
+    cli("config", "schema")
+    assert secret_env.runs == 35 and secret_env.exceptions_checked > 0
     # The emulators log method, path, query and body: the tokens only ever travel in headers.
     assert not leaks(repr(env.sentry.log) + repr(env.tracker.log))
 

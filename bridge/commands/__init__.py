@@ -5,6 +5,20 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bridge.commands import conflicts, demo, doctor, explain, links, push, relink, run, sandbox, status, sync
+from bridge.commands import (
+    config,
+    conflicts,
+    demo,
+    doctor,
+    explain,
+    links,
+    push,
+    relink,
+    run,
+    sandbox,
+    status,
+    sync,
+)
 
-ALL: tuple[ModuleType, ...] = (sync, run, links, relink, status, conflicts, doctor, explain, demo, sandbox, push)
+ALL: tuple[ModuleType, ...] = (sync, run, links, relink, status, conflicts, doctor, explain, demo, sandbox, push,
+                               config)

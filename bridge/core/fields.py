@@ -106,6 +106,10 @@ class FieldSpec:
     # The Tracker values the config names for this field, each with where it is named (doctor).
     tracker_values: Callable[[MappingSettings], list[tuple[str, str]]] = lambda _mapping: []
     set_valued: bool = False
+    # Whether Sentry sends a hook when a person moves its side from one value to the other (design
+    # §10: a status change or an assignment does; an unassignment, bookmarks, priority do not).  A
+    # focused cycle that finds such a change no hook named takes it as a sign hooks are missing.
+    sentry_hooked: Callable[[Value, Value], bool] = lambda _before, _after: False
 
     @property
     def walks(self) -> bool:
@@ -155,6 +159,16 @@ def _status_rows(pair: Pair, lookup: Lookup) -> list[str]:
     return rows
 
 
+def _status_hooked(before: Value, after: Value) -> bool:
+    """Resolved, unresolved and ignored (archived) send hooks; a substatus moving on alone, or
+    "resolved" becoming "resolved in the next release", is not counted."""
+    def base(value: Value) -> str | None:
+        state = scalar(value)
+        return None if state is None else "resolved" if state == "resolvedInNextRelease" else base_state(state)
+
+    return before is not None and base(before) != base(after)
+
+
 def _status_landed(now: Value, wanted: Value) -> bool:
     if not isinstance(now, str) or not isinstance(wanted, str):
         return False
@@ -169,6 +183,7 @@ STATUS = FieldSpec(
     read_sentry=sentry_state, read_tracker=lambda issue, _users: _key_of(issue.get("status")),
     in_step=_status_in_step, carry=_status_carry, rows=_status_rows,
     tracker_body=None, sentry_body=lambda w: {"status": w.value}, sentry_landed=_status_landed,
+    sentry_hooked=_status_hooked,
 )
 
 
@@ -221,6 +236,8 @@ ASSIGNEE = FieldSpec(
     # Sentry assigns by user id (`user:<id>`) and unassigns with "" (it refuses null).
     tracker_body=lambda w: {"assignee": w.value},
     sentry_body=lambda w: {"assignedTo": f"user:{w.ref}" if w.ref else ""},
+    # Sentry sends `assigned` on an assignment; nothing on an unassignment.
+    sentry_hooked=lambda before, after: after is not None and after != before,
 )
 
 

@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from bridge.core.actions import changes
+from bridge.core.focus import Selection
 from bridge.core.linkrun import LinkRun
 from bridge.errors import RemoteError
 
 # Summary keys carried as fields of the cycle's log line (JSON logs); none may clash with LogRecord.
-SUMMARY_LOG_FIELDS = ("ok", "dry_run", "links", "writes_sentry", "writes_tracker", "failures", "conflicts",
-                      "duration_seconds")
+SUMMARY_LOG_FIELDS = ("ok", "dry_run", "cycle_kind", "links", "links_read", "writes_sentry", "writes_tracker",
+                      "failures", "conflicts", "duration_seconds")
 
 
 @dataclass
@@ -39,6 +40,22 @@ class CycleReport:
     full: bool = True
     quiet: int = 0  # links whose baselines moved without any write or report
     poll_error: str | None = None  # the incremental Tracker poll failed (then every link was read)
+    # A focused cycle (healthy hooks): the links read, and why; None when every link was read.
+    focus: Selection | None = None
+    # Links read only by the rotating slice whose Sentry side showed a change hooks announce (a
+    # status change, an assignment): the daemon checks whether a hook named them after all.
+    unhinted: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """full (every issue of both sides read), incremental (every linked Sentry issue, Tracker's
+        updates), focused (what hooks and polls point at plus a slice), or hinted (brought
+        forward by hooks: only what they point at)."""
+        if self.full:
+            return "full"
+        if self.focus is None:
+            return "incremental"
+        return "hinted" if self.focus.hinted else "focused"
 
     @property
     def failures(self) -> list[LinkRun]:
@@ -80,6 +97,9 @@ class CycleReport:
             "refused": self.refused,
             "quarantined": len(self.quarantined),
             "full": self.full,
+            "cycle_kind": self.kind,
+            # Links read this cycle: all of them unless the cycle was focused by hooks.
+            "links_read": len(self.focus.ids) if self.focus is not None else self.links,
         }
 
     def to_json(self) -> dict[str, Any]:

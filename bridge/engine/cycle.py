@@ -25,7 +25,8 @@ from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings
 from bridge.core.actions import changes
-from bridge.core.fields import FOLLOWERS, snapshot
+from bridge.core.fields import FIELDS, FOLLOWERS, snapshot
+from bridge.core.focus import Focus, Selection, bookmark_changes, ordered, select
 from bridge.core.guard import MassChangeGuard
 from bridge.core.linkrun import Link, LinkRun
 from bridge.core.mapping import UserMap
@@ -61,6 +62,7 @@ def _no_progress(label: str, total: int) -> Iterator[_Silent]:
 # How long learned workflow transitions are trusted across runs.
 WORKFLOW_KEPT = timedelta(days=1)
 SINCE_FULL = "cycles.since_full"  # incremental cycles since the last full one, across processes
+SLICE_AFTER = "focus.slice_after"  # the last link a focused cycle's rotating slice read
 
 
 class Engine:
@@ -84,6 +86,10 @@ class Engine:
         self.progress: Callable[[str, int], AbstractContextManager[Any]] = _no_progress
         # Cycles since the last full read of Tracker (None: none yet, so the next one is full).
         self._since_full: int | None = None
+        # Focused cycles (healthy hooks) need a cycle of this process to have completed: its
+        # bookmark searches are what the next search is compared with.
+        self._focus_ready = False
+        self._marks_seen: dict[str, frozenset[str]] | None = None
 
     # The clients and the store may be swapped (a reload, a test's fault wrapper): the parts follow.
     @property
@@ -169,24 +175,35 @@ class Engine:
                      self.settings.state.keep_days, extra={"event": "state.pruned"})
 
     def run_cycle(self, *, dry_run: bool = False, respect_backoff: bool = False, backfill: bool = False,
-                  force: bool = False, full: bool | None = None) -> CycleReport:
+                  force: bool = False, full: bool | None = None, focus: Focus | None = None) -> CycleReport:
         """One cycle.  Never raises for a single link's trouble; a failure to learn the users
-        (auth, outage) ends the cycle early as `report.fatal`."""
+        (auth, outage) ends the cycle early as `report.fatal`.  `focus` (healthy hooks: what
+        they named since the last cycle) lets an incremental cycle read only the links something
+        points at plus a rotating slice (`bridge.core.focus`); None reads every link."""
         report = CycleReport(dry_run=dry_run, started=self.clock())
         before = self.sentry.stats.total, self.tracker.stats.total
         started_cpu = time.process_time()
         if not dry_run:
             report.cycle_id = self.store.begin_cycle(dry_run, report.started)
+        hinted = focus is not None and focus.hinted
         try:
-            full = self._full_due() if full is None else full
+            # A hinted cycle is never the full one: that waits for the next scheduled cycle.
+            full = False if hinted else self._full_due() if full is None else full
             report.full = full
+            self._focus_ready, ready = False, self._focus_ready  # until this cycle completes
             self._cycle(report, dry_run=dry_run, respect_backoff=respect_backoff, backfill=backfill, force=force,
-                        full=full)
+                        full=full, focus=focus if ready or hinted else None)
             if self.stop_requested.is_set():
                 report.interrupted = True  # asked to stop during the cycle: what ran is committed, not all ran
             if not dry_run and not report.interrupted and report.refused is None:
-                self._since_full = 0 if full else (self._since_full or 0) + 1
-                self.store.set_cursor(SINCE_FULL, str(self._since_full), self.clock())
+                if not hinted:  # hinted cycles leave the schedule alone
+                    self._since_full = 0 if full else (self._since_full or 0) + 1
+                    self.store.set_cursor(SINCE_FULL, str(self._since_full), self.clock())
+                    if report.focus is not None:
+                        self.store.set_cursor(SLICE_AFTER, report.focus.slice_after or "", self.clock())
+                self._focus_ready = ready or not hinted  # a hinted cycle searches no bookmarks
+            elif dry_run:
+                self._focus_ready = ready  # a dry run changes nothing a focused cycle relies on
         except RemoteError as exc:
             # A read the whole cycle depends on failed (auth, outage, a malformed member list):
             # the cycle ends here, recorded; the next one is the retry.
@@ -219,7 +236,7 @@ class Engine:
         return report
 
     def _cycle(self, report: CycleReport, *, dry_run: bool, respect_backoff: bool, backfill: bool, force: bool,
-               full: bool) -> None:
+               full: bool, focus: Focus | None) -> None:
         creating = self.settings.create.enabled or backfill
         if not dry_run:
             self.creator.recover_intents(report)
@@ -228,26 +245,46 @@ class Engine:
         if not links and not creating:
             return
         users = self.users(refresh=full)
-        bookmarks = self.reader.bookmarks(users) if self.policy.needs_bookmarks else None
+        hinted = focus is not None and focus.hinted
+        # Sentry sends no hook for bookmarks: a hinted cycle leaves them to the scheduled ones
+        # (None: unknown, so no follower is added or removed by this cycle).
+        bookmarks = self.reader.bookmarks(users) if self.policy.needs_bookmarks and not hinted else None
         waiting = self.store.not_due(self.clock()) if respect_backoff else set()
         held = self.store.held()
         active = [link for link in links if link.sentry_id not in waiting and link.sentry_id not in held]
         # A full read sees everything as of now: the next incremental poll starts here (the
         # overlap window absorbs clock skew between us and Tracker).
         updates: Issues = {}
-        cursor = report.started.isoformat()
+        moved: set[str] = set()  # Tracker keys whose issue moved since last seen
+        cursor: str | None = report.started.isoformat()
         if not full:
             try:
-                updates, cursor = self.reader.tracker_updates(links, self.store, remember=not dry_run)
+                updates, cursor, moved = self.reader.tracker_updates(links, self.store, remember=not dry_run)
             except RemoteError as exc:
-                # The poll is one read for every link: rather than lose the cycle, read each
-                # linked issue (a failure there is that link's, recorded and retried).
-                log.warning("the incremental Tracker poll failed (%s): reading every linked issue instead",
-                            exc.describe(), extra={"event": "cycle.poll_failed"})
-                full = report.full = True
                 report.poll_error = exc.describe(body=False)
-        guard = MassChangeGuard(self.settings.sync.mass_change_limit(len(links)), len(active), force=force)
-        missing = self._sync_links(report, active, users, bookmarks, updates, guard, full=full, dry_run=dry_run)
+                if hinted:  # read what the hooks named; the cursor stays for the next poll
+                    log.warning("the incremental Tracker poll failed (%s): this hinted cycle reads what hooks "
+                                "named", exc.describe(), extra={"event": "cycle.poll_failed"})
+                    cursor = None
+                else:
+                    # The poll is one read for every link: rather than lose the cycle, read each
+                    # linked issue (a failure there is that link's, recorded and retried).
+                    log.warning("the incremental Tracker poll failed (%s): reading every linked issue instead",
+                                exc.describe(), extra={"event": "cycle.poll_failed"})
+                    full = report.full = True
+        marks_before, reading = self._marks_seen, active
+        if bookmarks is not None and not dry_run:
+            self._marks_seen = dict(bookmarks)
+        if focus is not None and not full and (hinted or marks_before is not None or not self.policy.needs_bookmarks):
+            report.focus = self._select(active, focus, moved, marks_before, bookmarks)
+            # What is pointed at first: a hinted change is written before the slice is read.
+            pointed, sliced = report.focus.pointed, report.focus.sliced
+            reading = [link for link in active if link.sentry_id in pointed]
+            reading += [link for link in active if link.sentry_id in sliced]
+            log.debug("focused cycle: %d of %d links read (%s)", len(reading), len(links),
+                      ", ".join(f"{k} {v}" for k, v in report.focus.reasons.items()), extra={"event": "cycle.focus"})
+        guard = MassChangeGuard(self.settings.sync.mass_change_limit(len(links)), len(reading), force=force)
+        missing = self._sync_links(report, reading, users, bookmarks, updates, guard, full=full, dry_run=dry_run)
         if report.interrupted:
             log.info("stop requested: links not read or not started are left for the next run",
                      extra={"event": "cycle.interrupted"})
@@ -259,12 +296,28 @@ class Engine:
             self._fail(report, run, error.describe() if isinstance(error, RemoteError) else str(error), dry_run)
         if dry_run:
             return
-        self.store.set_cursor(TRACKER_CURSOR, cursor, self.clock())
-        if creating and not self.stop_requested.is_set():
+        if cursor is not None:
+            self.store.set_cursor(TRACKER_CURSOR, cursor, self.clock())
+        # A hinted cycle looks for new Sentry issues only when a hook named one not linked yet (an
+        # `issue.created`); otherwise the scheduled cycles find them, as without hooks.
+        news = hinted and focus is not None and bool(focus.sentry_ids - {link.sentry_id for link in links})
+        if creating and not self.stop_requested.is_set() and (not hinted or news):
             self.creator.create_new(report, users, bookmarks, self.sync_new, backfill=backfill, dry_run=dry_run,
                                     respect_backoff=respect_backoff)
         if self.settings.sentry.app_installation and not self.stop_requested.is_set():
             self.creator.backlink(report)
+
+    def _select(self, active: Sequence[Link], focus: Focus, moved: set[str],
+                marks_before: Mapping[str, frozenset[str]] | None, bookmarks: Bookmarks) -> Selection:
+        """The links a focused cycle reads: those hooks, the poll, the bookmark searches or a
+        retry point at, and the rotating slice (`bridge.core.focus`)."""
+        changed = bookmark_changes(marks_before, bookmarks) if marks_before is not None and bookmarks is not None \
+            else set()
+        retry = self.store.pending_links() | {row["sentry_id"] for row in self.store.failures()}
+        after = self.store.cursor(SLICE_AFTER) or None
+        return select(ordered((link.sentry_id, link.tracker_key) for link in active), focus,
+                      updated_keys=moved, bookmarks_changed=changed, retry=retry, slice_after=after,
+                      every=self.settings.sync.full_resync_every)
 
     def _sync_links(self, report: CycleReport, active: Sequence[Link], users: UserMap, bookmarks: Bookmarks,
                     updates: Issues, guard: MassChangeGuard, *, full: bool, dry_run: bool,
@@ -297,7 +350,9 @@ class Engine:
                 for chunk, batch in self.reader.batches(active, known, full=full, taken=taken):
                     bar.advance(len(chunk))
                     tally.add(len(chunk), batch)
-                    runs = self._plan_batch(chunk, batch, users, bookmarks, missing, dry_run=dry_run)
+                    runs = self._plan_batch(chunk, batch, users, bookmarks, missing, dry_run=dry_run,
+                                            unhinted=report.unhinted if report.focus is not None else None,
+                                            sliced=report.focus.sliced if report.focus is not None else frozenset())
                     guard.planned(len(chunk), self._hold_writes(report, runs, executor, users, held,
                                                                 dry_run=dry_run))
                     if guard.releasable and held and not dry_run:
@@ -323,8 +378,11 @@ class Engine:
         return missing
 
     def _plan_batch(self, chunk: list[Link], batch: Batch, users: UserMap, bookmarks: Bookmarks,
-                    missing: list[tuple[Link, BridgeError]], *, dry_run: bool) -> list[LinkRun]:
-        """Plan each link of a batch; the runs with something to do (others need nothing)."""
+                    missing: list[tuple[Link, BridgeError]], *, dry_run: bool,
+                    unhinted: list[str] | None = None, sliced: frozenset[str] = frozenset()) -> list[LinkRun]:
+        """Plan each link of a batch; the runs with something to do (others need nothing).  In a
+        focused cycle, a link only the slice reached whose Sentry side moved in a way hooks
+        announce goes to `unhinted`."""
         ids = [link.sentry_id for link in chunk]
         states = self.store.link_states(ids)
         failing = self.store.failing(ids)
@@ -335,6 +393,8 @@ class Engine:
                 missing.append((link, got))
                 continue
             s_issue, t_issue = got
+            if unhinted is not None and link.sentry_id in sliced and _hooked_change(states[link.sentry_id], s_issue):
+                unhinted.append(link.sentry_id)
             run = self.planned(link, states[link.sentry_id], s_issue, t_issue,
                                self.reader.bookmarks_of(link.sentry_id, s_issue, bookmarks), users)
             if changes(run.actions):
@@ -444,3 +504,12 @@ class Engine:
             self.store.record_failure(run.sentry_id, run.tracker_key, text,
                                       backoff_max_seconds=self.settings.sync.failure_backoff_max_seconds,
                                       cycle_id=report.cycle_id, now=self.clock())
+
+
+def _hooked_change(state: LinkState, issue: Mapping[str, Any]) -> bool:
+    """Whether the Sentry side moved from its baseline in a way Sentry sends a hook for."""
+    for spec in FIELDS:
+        pair = state.baseline.get(spec.name)
+        if pair is not None and spec.sentry_hooked(pair.sentry, spec.read_sentry(issue)):
+            return True
+    return False

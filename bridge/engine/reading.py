@@ -225,11 +225,14 @@ class Reader:
         return bookmarks.get(sentry_id, frozenset())
 
     # -- the incremental Tracker poll ---------------------------------------------------------
-    def tracker_updates(self, links: Sequence[Link], store: Store, *, remember: bool = True) -> tuple[Issues, str]:
+    def tracker_updates(self, links: Sequence[Link], store: Store, *,
+                        remember: bool = True) -> tuple[Issues, str, set[str]]:
         """Tracker issues of the linked queues updated since the cursor minus the overlap window
         (an update stamped exactly at the cursor, or a clock a little off, is still caught).
-        Returns the linked ones by key (and old key, after a move) and the next cursor.  A dry
-        run (`remember=False`) leaves the state file's cache as it was."""
+        Returns the linked ones by key (and old key, after a move), the next cursor, and the keys
+        whose version differs from the one last seen (the overlap shows an issue again for a
+        while; a focused cycle reads a link only when its issue really moved).  A dry run
+        (`remember=False`) leaves the state file's cache as it was."""
         started = self.clock()
         since = parse_time(store.cursor(TRACKER_CURSOR)) or started
         since -= timedelta(seconds=self.settings.sync.overlap_seconds)
@@ -242,6 +245,9 @@ class Reader:
                 seen = found.get(str(key))
                 if key in linked and (seen is None or int(seen["version"]) <= int(issue["version"])):
                     found[str(key)] = issue  # shown twice (pages recomputed): the newer copy
+        seen = store.cached_tracker(list(found))
+        moved = {key for key, issue in found.items()
+                 if key not in seen or str(seen[key].get("version")) != str(issue.get("version"))}
         if remember:
             store.cache_tracker(found.values(), self.clock())
         # Everything up to this cycle's start has been seen; an update stamped later (or a little
@@ -249,7 +255,7 @@ class Reader:
         # the newest stamp seen: a listing is not a snapshot (pages are recomputed, a scroll's
         # set is fixed when it starts), and a later stamp shown on a later page would carry the
         # cursor past a change the listing could not show.
-        return found, started.isoformat()
+        return found, started.isoformat(), moved
 
 
 # What planning and writing need of a Sentry issue (a changed link keeps only this while it waits).

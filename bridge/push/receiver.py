@@ -46,6 +46,12 @@ class HookCounters:
             return self.by_outcome.get((source, outcome), 0)
 
 
+class _Server(ThreadingHTTPServer):
+    # The listen backlog: socketserver's default of 5 makes a burst of hooks (Sentry sends one per
+    # change, at once) wait for SYN retransmits of a second or more instead of a prompt 202 or 503.
+    request_queue_size = 128
+
+
 class HookReceiver:
     """Serves `POST /hooks/sentry` and `POST /hooks/tracker` on its own thread."""
 
@@ -58,7 +64,7 @@ class HookReceiver:
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
         self._busy = 0  # requests holding a slot now
         self._busy_lock = threading.Lock()
-        self._server = ThreadingHTTPServer(address, self._handler_class())
+        self._server = _Server(address, self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
