@@ -283,6 +283,8 @@ class Daemon:
         self.stopping = threading.Event()
         self.metrics = Metrics()
         self.health = Health(60)
+        # The interval /healthz judges by, as a series for the alert rules (it follows reloads).
+        self.metrics.cycle_interval.set_function(lambda: self.health.interval_seconds)
         self.progress = Progress()
         self.settings: Settings | None = None
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cycle")
@@ -510,6 +512,7 @@ class Daemon:
     # -- push ---------------------------------------------------------------------------------
     def _start_receiver(self, settings: Settings) -> None:
         if not settings.push.enabled:
+            self.metrics.set_push_configured(sentry=False, tracker=False)
             return
         sentry_secret, tracker_secret = settings.push_secret("sentry"), settings.push_secret("tracker")
         if sentry_secret is None and tracker_secret is None:
@@ -523,6 +526,7 @@ class Daemon:
             raise ConfigError([f"push.listen: cannot listen on {settings.push.listen}: "
                                f"{exc.strerror or exc}"]) from None
         self._receiver.start()
+        self.metrics.set_push_configured(sentry=sentry_secret is not None, tracker=tracker_secret is not None)
         focusing = sentry_secret is not None and settings.push.focused_cycles
         self.trust = HookTrust(self.hook_counters, configured=focusing)
         host, port = self._receiver.address

@@ -12,6 +12,10 @@ Why it looks like this:
 * `/healthz` answers from memory (no database, no network), so a wedged remote cannot make the
   health check itself hang.  It fails when no cycle has succeeded within three intervals.
 * The server binds exactly where `[metrics] listen` says and nowhere else; it is off by default.
+* Whatever an alert rule needs is a series of its own (deploy/prometheus/alerts.yml): the cycle
+  interval (so "no success for three intervals" needs no number copied from the config) and
+  which hook sources are configured (so "hooks stopped arriving" never fires where none were set
+  up).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
-from bridge.clients.http import RequestStats
+from bridge.clients.http import LATENCY_BUCKETS, RequestStats
 from bridge.core.report import CycleReport
 from bridge.errors import BridgeError
 
@@ -40,6 +46,7 @@ HEALTH_WINDOW_INTERVALS = 3
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 # Journal actions that record something without writing to a remote.
 NOT_WRITES = frozenset({"conflict", "unmapped"})
+HOOK_SOURCES = ("sentry", "tracker")
 
 
 def cycle_result(report: CycleReport) -> str:
@@ -62,6 +69,8 @@ class _Seen:
     requests: dict[tuple[str, str], int]
     retries: dict[str, int]
     waited: dict[str, float]
+    latency: list[int]
+    latency_sum: float
 
 
 def _growth(now: Mapping[K, float], before: Mapping[K, float]) -> Iterator[tuple[K, float]]:
@@ -70,6 +79,44 @@ def _growth(now: Mapping[K, float], before: Mapping[K, float]) -> Iterator[tuple
         delta = value - before.get(key, 0)
         if delta > 0:
             yield key, delta
+
+
+class RequestDurations(Collector):
+    """`bridge_api_request_duration_seconds{service}`: a histogram of how long each API took to
+    answer.  The clients bucket every request as it goes (`RequestStats.record_latency`: one
+    integer add), and `Metrics.observe_requests` adds what grew since the last cycle here, like
+    the request counters; a `prometheus_client.Histogram` cannot take bucket counts, only single
+    observations, which the clients would then have to keep until the cycle ends."""
+
+    NAME = "bridge_api_request_duration_seconds"
+    HELP = "Time from sending an API request to its answer (or to the timeout), by service"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+
+    def add(self, service: str, counts: list[int], seconds: float) -> None:
+        """Add per-bucket counts (not cumulative; one more slot than `LATENCY_BUCKETS`)."""
+        with self._lock:
+            mine = self._counts.setdefault(service, [0] * (len(LATENCY_BUCKETS) + 1))
+            for i, n in enumerate(counts):
+                mine[i] += n
+            self._sums[service] = self._sums.get(service, 0.0) + seconds
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.NAME, self.HELP, labels=["service"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.NAME, self.HELP, labels=["service"])
+        with self._lock:
+            for service, counts in sorted(self._counts.items()):
+                running, buckets = 0, []
+                for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), counts, strict=True):
+                    running += n
+                    buckets.append((bound, float(running)))
+                family.add_metric([service], buckets, self._sums[service])
+        yield family
 
 
 class Metrics:
@@ -104,6 +151,14 @@ class Metrics:
         self.hooks = Counter(
             "bridge_hooks", "Hook requests received by source (sentry, tracker) and outcome (queued, ignored, "
             "dropped, or the refusal's HTTP status)", ["source", "outcome"], registry=r)
+        self.push_configured = Gauge(
+            "bridge_push_configured", "1 when hooks from this source are received (push enabled and its secret set)",
+            ["source"], registry=r)
+        self.cycle_interval = Gauge(
+            "bridge_cycle_interval_seconds", "The longest expected gap between cycle starts: sync.interval_seconds "
+            "plus sync.jitter_seconds (/healthz fails after three of these without a success)", registry=r)
+        self.request_durations = RequestDurations()
+        r.register(self.request_durations)
         self.hooks_trusted = Gauge(
             "bridge_hooks_trusted", "1 while Sentry hooks are configured and trusted, so incremental cycles read only "
             "the links hooks, the Tracker poll and bookmark searches point at (plus a rotating slice); 0 when they "
@@ -132,21 +187,31 @@ class Metrics:
     def set_last_success(self, when: datetime | None) -> None:
         self.last_success.set(when.timestamp() if when else 0)
 
+    def set_push_configured(self, sentry: bool, tracker: bool) -> None:
+        """Which hook sources the receiver accepts: an alert on hooks that stopped arriving
+        reads this, so that a source nobody set up never looks "stopped"."""
+        for source, on in zip(HOOK_SOURCES, (sentry, tracker), strict=True):
+            self.push_configured.labels(source).set(1 if on else 0)
+
     def observe_requests(self, service: str, stats: RequestStats) -> None:
         """Add what `stats` counted since the last call for this service.  A different stats
         object (new clients after a reload) starts from zero."""
         with self._lock:
+            latency, latency_sum = stats.latency()
             now = _Seen(stats, dict(stats.by_endpoint), dict(stats.retries_by_endpoint),
-                        dict(stats.waited_by_endpoint))
+                        dict(stats.waited_by_endpoint), latency, latency_sum)
             seen = self._seen.get(service)
             if seen is None or seen.stats is not stats:
-                seen = _Seen(stats, {}, {}, {})
+                seen = _Seen(stats, {}, {}, {}, [0] * len(latency), 0.0)
             for (endpoint, status), n in _growth(now.requests, seen.requests):
                 self.requests.labels(service, endpoint, status).inc(n)
             for endpoint, n in _growth(now.retries, seen.retries):
                 self.retries.labels(service, endpoint).inc(n)
             for endpoint, seconds in _growth(now.waited, seen.waited):
                 self.rate_limit_wait.labels(service, endpoint).inc(seconds)
+            grown = [max(0, a - b) for a, b in zip(now.latency, seen.latency, strict=True)]
+            if any(grown):
+                self.request_durations.add(service, grown, max(0.0, now.latency_sum - seen.latency_sum))
             self._seen[service] = now
 
 

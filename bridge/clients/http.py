@@ -14,6 +14,7 @@ the bridge follows the same rules:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import email.utils
 import functools
@@ -51,6 +52,8 @@ log = logging.getLogger("bridge.http")
 EXCERPT_CHARS = 200
 # At most this many pacing waits before a request is sent anyway.
 PACE_ROUNDS = 3
+# Upper bounds (seconds) of the request-duration buckets: from a fast local answer to a timeout.
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,20 @@ class RequestStats:
     `by_endpoint` counts (endpoint label, status) pairs; `retries_by_endpoint` the retries;
     `waited_by_endpoint` the seconds spent waiting for a rate limit (the pacer's waits for the
     window to turn and the waits after a 429): at scale they tell a bridge bound by the APIs'
-    budgets from one bound by latency."""
+    budgets from one bound by latency.
+
+    `latency_counts` counts requests by how long the server took (one slot per bucket of
+    `LATENCY_BUCKETS`, the last for longer ones) and `latency_sum` adds their seconds: a fixed
+    handful of numbers however many requests a long one-shot `sync` sends, which the daemon turns
+    into a histogram after each cycle."""
 
     requests: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     by_endpoint: Counter[tuple[str, str]] = field(default_factory=Counter)
     retries_by_endpoint: Counter[str] = field(default_factory=Counter)
     waited_by_endpoint: dict[str, float] = field(default_factory=dict)
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
     retries: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -121,6 +131,17 @@ class RequestStats:
         with self._lock:
             self.waited_by_endpoint[endpoint] = self.waited_by_endpoint.get(endpoint, 0.0) + seconds
 
+    def record_latency(self, seconds: float) -> None:
+        """One request's time on the wire (sent to answered, or to the timeout)."""
+        with self._lock:
+            self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            self.latency_sum += seconds
+
+    def latency(self) -> tuple[list[int], float]:
+        """A consistent copy of (`latency_counts`, `latency_sum`)."""
+        with self._lock:
+            return list(self.latency_counts), self.latency_sum
+
     @property
     def total(self) -> int:
         return sum(self.requests.values())
@@ -136,6 +157,8 @@ class RequestStats:
             self.by_endpoint.clear()
             self.retries_by_endpoint.clear()
             self.waited_by_endpoint.clear()
+            self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+            self.latency_sum = 0.0
             self.retries = 0
 
 
@@ -416,11 +439,14 @@ class ApiHttp:
             self.stats.record_wait(label, wait)
             self._sleep(wait)
         answer: httpx.Response | None = None
+        sent = time.perf_counter()
         try:
             with self._slots or contextlib.nullcontext():
+                sent = time.perf_counter()  # waiting for a slot is our queue, not the server's latency
                 answer = self._client.request(
                     method, url, params=params, json=json_body, headers=dict(headers) if headers else None
                 )
+                self.stats.record_latency(time.perf_counter() - sent)
         except httpx.ConnectTimeout:
             self.stats.record(method, "connect-error", label)
             raise UnreachableError(f"no connection to {self.host} within {self._timeout:g} s", **common) from None
@@ -428,6 +454,9 @@ class ApiHttp:
             self.stats.record(method, "connect-error", label)
             raise UnreachableError(self._why_no_connection(exc), **common) from None
         except httpx.TimeoutException:
+            # Sent but never answered: the server's latency was at least the timeout, and a
+            # histogram without these would look fastest exactly when the server is slowest.
+            self.stats.record_latency(time.perf_counter() - sent)
             self.stats.record(method, "timeout", label)
             raise TimedOutError(f"no answer from {self.host} within {self._timeout:g} s", **common) from None
         except httpx.TransportError as exc:
