@@ -204,7 +204,17 @@ def test_each_instance_has_its_own_config_state_tokens_and_user() -> None:
                                           "tracker-token:/etc/sentry-tracker-bridge/%i-tracker-token"]
         assert unit["StateDirectory"] == ["sentry-tracker-bridge/%i"]
         assert "BRIDGE_STATE__PATH=/var/lib/sentry-tracker-bridge/%i/bridge.db" in unit["Environment"]
-        assert unit["DynamicUser"] == ["yes"] and unit["User"] == ["sentry-tracker-bridge-%i"]
+        assert unit["DynamicUser"] == ["yes"] and unit["User"] == ["stb-%i"]
     # An instance runs as a service or from its timer, never both; other instances are not concerned.
     assert service["Conflicts"] == ["sentry-tracker-bridge-sync@%i.timer sentry-tracker-bridge-sync@%i.service"]
     assert oneshot["Conflicts"] == timer["Conflicts"] == ["sentry-tracker-bridge@%i.service"]
+
+
+def test_an_instance_name_of_27_characters_gets_a_strictly_valid_dynamic_user(tmp_path: Path) -> None:
+    """PID 1 makes a dynamic user only under systemd's strict user-name rule (at most 31
+    characters); `systemd-analyze verify` merely notes a longer one.  `stb-` leaves 27 characters
+    for the instance name (`sentry-tracker-bridge-` left 9: "production" did not start)."""
+    analyze = systemd_analyze()
+    units = [instance(template, "production-team-infra-27chr") for template in copy_units(tmp_path, TEMPLATES)]
+    _, output, _ = verify(analyze, units)
+    assert "does not match strict user/group name rules" not in output, output
