@@ -34,6 +34,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -151,11 +152,23 @@ def _normalise_url(value: str) -> str:
     return url[: -len("/api/0")] if url.endswith("/api/0") else url
 
 
+# JSON Schema patterns for what `_normalise_url` and `_split_host_port` accept, so that an editor
+# flags what the loader refuses.  Never narrower than the validators (the schema must accept
+# every file the bridge accepts), only as close as a regular expression can say it: a URL is
+# http(s):// and a host (urlsplit drops leading blanks and ignores the scheme's case); a listener
+# is host:port with a port 1-65535 (leading zeros allowed, as int() allows them), a host with a
+# colon only in brackets.
+HTTP_URL_PATTERN = r"^[\x00-\x20]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#]"
+HOST_PORT_PATTERN = (
+    r"^(?:[^:]+|\[[\s\S]*):0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+)
+
 SentryStateKey = Annotated[str, AfterValidator(_canonical_state)]
 SentryLevelKey = Annotated[str, AfterValidator(_canonical_level)]
 FieldDirection = Literal["both", "to_tracker", "to_sentry", "off"]
 NonEmpty = Annotated[str, Field(min_length=1)]
-HttpUrl = Annotated[str, AfterValidator(_normalise_url)]
+HttpUrl = Annotated[str, AfterValidator(_normalise_url), Field(json_schema_extra={"pattern": HTTP_URL_PATTERN})]
+HostPort = Annotated[str, Field(json_schema_extra={"pattern": HOST_PORT_PATTERN})]
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -355,7 +368,8 @@ class FieldsSettings(BaseModel):
 
     status: FieldDirection = "both"
     assignee: FieldDirection = "both"
-    followers: FieldDirection = "to_tracker"
+    # The schema says what the validator below does (a Literal of its own would lose its reason).
+    followers: Annotated[FieldDirection, Field(json_schema_extra={"enum": ["to_tracker", "off"]})] = "to_tracker"
     priority: FieldDirection = "off"
 
     @field_validator("followers")
@@ -474,7 +488,7 @@ class MetricsSettings(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    listen: str | None = None
+    listen: HostPort | None = None
 
     @field_validator("listen")
     @classmethod
@@ -497,7 +511,7 @@ class PushSettings(BaseModel):
     model_config = _MODEL_CONFIG
 
     enabled: bool = False
-    listen: str = "127.0.0.1:8788"
+    listen: HostPort = "127.0.0.1:8788"
     # Where Tracker's queue trigger reaches the receiver from outside (the operator's TLS reverse
     # proxy in front of `listen`); `push setup` aims the trigger at `<public_url>/hooks/tracker`.
     public_url: HttpUrl | None = None
@@ -529,7 +543,7 @@ class PushSettings(BaseModel):
 
 def _split_host_port(value: str) -> tuple[str, int] | None:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         return None
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -561,6 +575,9 @@ class Settings(BaseSettings):
     push: PushSettings = Field(default_factory=PushSettings)
     #: The file these settings came from; set by `load_settings`, never read from the input.
     config_path: Path | None = None
+    # The part of the environment `load_settings` was given that secrets are looked up in later
+    # (`$CREDENTIALS_DIRECTORY` alone, so no token of the environment is kept); None: os.environ.
+    _loader_env: dict[str, str] | None = PrivateAttr(default=None)
 
     @classmethod
     def settings_customise_sources(
@@ -606,28 +623,52 @@ class Settings(BaseSettings):
     def push_secret(self, side: Literal["sentry", "tracker"]) -> str | None:
         """A hook secret: the value, else its file, else the systemd credential
         `{side}-hook-secret`; None when none is set (that side's hooks are then refused)."""
+        secret, problems, _ = self._push_secret(side)
+        if problems:
+            raise ConfigError(problems)
+        return secret
+
+    def given_secret_problems(self) -> list[str]:
+        """What `push_secret` would raise for a hook secret that *is* given (inline, or a file or
+        credential that exists and this user can read) while hooks are on: `config check` reports
+        these, as `run` refuses them; a secret file that is absent here (a CI runner) is not one.
+        The tokens need nothing here: `load_settings` checks a given token already."""
+        if not self.push.enabled:
+            return []
+        found: list[str] = []
+        for side in ("sentry", "tracker"):
+            _, problems, absent = self._push_secret(side)
+            if not absent:
+                found += problems
+        return found
+
+    def _push_secret(self, side: Literal["sentry", "tracker"]) -> tuple[str | None, list[str], bool]:
+        """(secret, problems, absent), `absent` as for `_read_secret`."""
         value = self.push.sentry_secret if side == "sentry" else self.push.tracker_secret
         path = self.push.sentry_secret_file if side == "sentry" else self.push.tracker_secret_file
         if value is not None and value.get_secret_value().strip():
-            return value.get_secret_value().strip()
+            return value.get_secret_value().strip(), [], False
         base = self.config_path.parent if self.config_path is not None else Path.cwd()
-        credentials = os.environ.get(CREDENTIALS_ENV)
+        credentials = self._secrets_env().get(CREDENTIALS_ENV)
         if path is None and credentials and (Path(credentials) / f"{side}-hook-secret").is_file():
             path = Path(credentials) / f"{side}-hook-secret"
         if path is None:
-            return None
+            return None, [], True
         path = path.expanduser() if path.expanduser().is_absolute() else base / path.expanduser()
-        secret, problems = _read_secret(path, f"push.{side}_secret_file")
+        secret, problems, absent = _read_secret(path, f"push.{side}_secret_file")
+        return (None if secret is None else secret.get_secret_value()), problems, absent
+
+    def _token(self, service: str, token: SecretStr | None, token_file: Path | None) -> str:
+        base = self.config_path.parent if self.config_path is not None else Path.cwd()
+        secret, _, problems, _ = _resolve_secret(service, token, token_file, base, self._secrets_env())
         if secret is None:
             raise ConfigError(problems)
         return secret.get_secret_value()
 
-    def _token(self, service: str, token: SecretStr | None, token_file: Path | None) -> str:
-        base = self.config_path.parent if self.config_path is not None else Path.cwd()
-        secret, _, problems = _resolve_secret(service, token, token_file, base, os.environ)
-        if secret is None:
-            raise ConfigError(problems)
-        return secret.get_secret_value()
+    def _secrets_env(self) -> Mapping[str, str]:
+        """Where `$CREDENTIALS_DIRECTORY` is looked up: the environment `load_settings` was given
+        (only that variable is kept), else, for settings built directly, the process's."""
+        return os.environ if self._loader_env is None else self._loader_env
 
 
 # -- secrets -----------------------------------------------------------------------------------
@@ -655,16 +696,22 @@ SECRETS: tuple[SecretSetting, ...] = (
 
 
 
-def _read_secret(path: Path, key: str) -> tuple[SecretStr | None, list[str]]:
+def _read_secret(path: Path, key: str) -> tuple[SecretStr | None, list[str], bool]:
+    """(secret, problems, absent).  `absent`: the problem is only that the file is not *here*
+    for this user (it does not exist, or this user may not read it), which is what a CI runner or
+    an operator's shell sees of a file only the service's host or user can read; a file that is
+    there but empty, not UTF-8 or a folder is a problem wherever it is read."""
     try:
         text = path.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        return None, [f"{key}: cannot read {path}: {exc.strerror or type(exc).__name__}"], True
     except OSError as exc:
-        return None, [f"{key}: cannot read {path}: {exc.strerror or type(exc).__name__}"]
+        return None, [f"{key}: cannot read {path}: {exc.strerror or type(exc).__name__}"], False
     except UnicodeDecodeError:
-        return None, [f"{key}: {path} is not UTF-8 text"]
+        return None, [f"{key}: {path} is not UTF-8 text"], False
     if not text:
-        return None, [f"{key}: {path} is empty"]
-    return SecretStr(text), []
+        return None, [f"{key}: {path} is empty"], False
+    return SecretStr(text), [], False
 
 
 def _token_shape(key: str, secret: SecretStr) -> list[str]:
@@ -683,38 +730,40 @@ def _token_shape(key: str, secret: SecretStr) -> list[str]:
 
 def _resolve_secret(
     service: str, token: SecretStr | None, token_file: Path | None, base_dir: Path, env: Mapping[str, str]
-) -> tuple[SecretStr | None, Path | None, list[str]]:
-    """(secret, absolute token_file, problems).  An empty `token` counts as unset, so the
-    example file's `token = ""` falls through to the other sources.  A token that is not one
-    line of ASCII is a problem, wherever it came from."""
-    secret, path, problems = _find_secret(service, token, token_file, base_dir, env)
+) -> tuple[SecretStr | None, Path | None, list[str], bool]:
+    """(secret, absolute token_file, problems, absent).  An empty `token` counts as unset, so
+    the example file's `token = ""` falls through to the other sources.  A token that is not one
+    line of ASCII is a problem, wherever it came from.  `absent`: the problems only say that no
+    token is to be had here (none given, or a token file this user cannot find or read), which
+    `load_settings(require_tokens=False)` tolerates; a token that is given but unusable is not."""
+    secret, path, problems, absent = _find_secret(service, token, token_file, base_dir, env)
     if secret is not None:
         given = token is not None and bool(token.get_secret_value().strip())
         source = "" if given else f" (from {path})" if path is not None else " (from the systemd credential)"
         shape = _token_shape(f"{service}.token{source}", secret)
         if shape:
-            return None, path, shape
-    return secret, path, problems
+            return None, path, shape, False
+    return secret, path, problems, absent
 
 
 def _find_secret(
     service: str, token: SecretStr | None, token_file: Path | None, base_dir: Path, env: Mapping[str, str]
-) -> tuple[SecretStr | None, Path | None, list[str]]:
+) -> tuple[SecretStr | None, Path | None, list[str], bool]:
     file_path = None
     if token_file is not None:
         file_path = token_file.expanduser()
         file_path = file_path if file_path.is_absolute() else base_dir / file_path
     if token is not None and token.get_secret_value().strip():
-        return SecretStr(token.get_secret_value().strip()), file_path, []
+        return SecretStr(token.get_secret_value().strip()), file_path, [], False
     if file_path is not None:
-        secret, problems = _read_secret(file_path, f"{service}.token_file")
-        return secret, file_path, problems
+        secret, problems, absent = _read_secret(file_path, f"{service}.token_file")
+        return secret, file_path, problems, absent
     credentials = env.get(CREDENTIALS_ENV)
     if credentials:
         candidate = Path(credentials) / f"{service}-token"
         if candidate.is_file():
-            secret, problems = _read_secret(candidate, f"{service}.token")
-            return secret, None, problems
+            secret, problems, absent = _read_secret(candidate, f"{service}.token")
+            return secret, None, problems, absent
     return (
         None,
         None,
@@ -722,6 +771,7 @@ def _find_secret(
             f"{service}.token: missing; set it, token_file, {ENV_PREFIX}{service.upper()}{ENV_DELIMITER}TOKEN"
             f" or a systemd credential ({service}-token in ${CREDENTIALS_ENV})"
         ],
+        True,
     )
 
 
@@ -874,23 +924,39 @@ def _section_order(problem: str) -> int:
     return fields.index(head) if head in fields else len(fields)
 
 
+#: The shortest secret `scrub_secrets` removes from free text (see there).
+SCRUB_MIN_LENGTH = 16
+
+
+def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every known secret of at least `SCRUB_MIN_LENGTH` (16) characters replaced by
+    `***`: the safety net for a secret pasted into a key that is not a secret one (a token where
+    an e-mail belongs ends up in the key path of a problem).
+
+    The rule: secret values are redacted where they are printed, structurally (a secret key
+    prints `***`, a message names the key, never the value); this net only catches the rest, and
+    only secrets long enough never to be ordinary text.  A short one ("sentry", "sentry-token")
+    also occurs in section names, URLs and advice, which replacing would garble (a `[***]` table
+    is not TOML) while showing the secret to whoever reads the garbled text.  Real API tokens
+    and generated hook secrets are far longer than 16 characters."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= SCRUB_MIN_LENGTH:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _scrub(problems: list[str], secrets: Iterable[str]) -> list[str]:
     """Belt and braces: no message may carry a token, even one pasted into the wrong key."""
-    out = []
-    for problem in problems:
-        for secret in secrets:
-            if len(secret) >= 4:
-                problem = problem.replace(secret, "***")
-        out.append(problem)
-    return out
+    known = list(secrets)
+    return [scrub_secrets(problem, known) for problem in problems]
 
 
 def _raw_secrets(data: Mapping[str, Any]) -> list[str]:
     found = []
-    for service in ("sentry", "tracker"):
-        section = data.get(service)
-        if isinstance(section, Mapping) and isinstance(section.get("token"), str):
-            found.append(section["token"].strip())
+    for section_name, key in (secret.key for secret in SECRETS):
+        section = data.get(section_name)
+        if isinstance(section, Mapping) and isinstance(section.get(key), str):
+            found.append(section[key].strip())
     return found
 
 
@@ -929,7 +995,10 @@ def load_settings(
     """Read `path`, apply the environment over it, validate, and resolve paths and secrets.
 
     Raises `ConfigError` with every problem found.  `env` defaults to `os.environ`.  With
-    `require_tokens=False` (commands that never call an API) a missing token is not a problem.
+    `require_tokens=False` (commands that never call an API, `config check` on a CI runner) a
+    *missing* token is not a problem: none given, or a `token_file` this user cannot find or read.
+    A token that is given but unusable (not one line of ASCII, an empty token file) still is,
+    since every command that calls an API refuses it.
     """
     env = os.environ if env is None else env
     path = Path(path).expanduser().absolute()
@@ -956,10 +1025,10 @@ def load_settings(
         if given is None:
             continue  # the section is not even a table: its own problem says so
         token, given_file = given
-        secret, token_file, secret_problems = _resolve_secret(service, token, given_file, base_dir, env)
+        secret, token_file, secret_problems, absent = _resolve_secret(service, token, given_file, base_dir, env)
         if secret is not None:
             secrets.append(secret.get_secret_value())
-        if require_tokens:
+        if require_tokens or not absent:
             problems.extend(secret_problems)
         if section is not None:
             updates[service] = section.model_copy(update={"token": secret, "token_file": token_file})
@@ -973,4 +1042,6 @@ def load_settings(
         update={"path": state_path if state_path.is_absolute() else base_dir / state_path}
     )
     updates["config_path"] = path
-    return settings.model_copy(update=updates)
+    loaded = settings.model_copy(update=updates)
+    loaded._loader_env = {CREDENTIALS_ENV: env[CREDENTIALS_ENV]} if CREDENTIALS_ENV in env else {}
+    return loaded

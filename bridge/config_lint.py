@@ -27,6 +27,11 @@ checked, concretely (the README's "config check" says the same to operators):
   the environment's rows merged in first; nothing is left to add here.
 * **Secrets written inline** in the file (not from the environment): a warning naming the file
   key and the systemd credential to use instead; never the value.
+* **Rows lower-cased by a variable name**: `BRIDGE_MAPPING__STATUS__TO_SENTRY__INPROGRESS` arrives
+  lower-cased, and where a table keeps its keys' case (Tracker status and priority keys, routes)
+  it adds a row `inprogress` of its own while the file's (or the default) `inProgress` stays.
+  Whether Tracker has a key `inprogress` cannot be known offline, so only a row that differs from
+  another row of the file, the table or the default table by case alone is reported (a warning).
 * **Ports**: `metrics.listen` and an enabled `push.listen` on one port in one process.
 
 Across files (`lint_together`, the files of one host): two listeners on one port are errors (the
@@ -37,7 +42,7 @@ template units give every instance a state file of its own whatever the file say
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -45,8 +50,11 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel
 
 from bridge.config import (
+    ENV_DELIMITER,
+    ENV_PREFIX,
     SECRETS,
     SENTRY_STATES,
+    ConfigLayers,
     PriorityMapping,
     SentryPriority,
     Settings,
@@ -91,15 +99,17 @@ def from_problem(problem: str, path: Path) -> Finding:
     return Finding("error", match.group(1), problem[match.end():].removeprefix(": ").strip())
 
 
-def lint_settings(settings: Settings, file_table: Mapping[str, Any]) -> list[Finding]:
-    """Every offline finding for one configuration that loaded."""
+def lint_settings(settings: Settings, layers: ConfigLayers) -> list[Finding]:
+    """Every offline finding for one configuration that loaded; `layers` are the file's and the
+    environment's tables it loaded from (`config_layers`)."""
     findings: list[Finding] = []
     for name, direction in settings.sync.fields.model_dump().items():
         table = _TableView.of(name, getattr(settings.mapping, name, None))
         if table is not None and direction != "off":
             findings += table.findings(direction)
     findings += _routes(settings)
-    findings += _inline_secrets(file_table)
+    findings += _lower_cased_rows(settings, layers)
+    findings += _inline_secrets(layers.file)
     findings += _own_ports(settings)
     return findings
 
@@ -236,6 +246,57 @@ def _routes(settings: Settings) -> list[Finding]:
     return [Finding("warning", format_key(("create", "routes", project)), (
         "not a Sentry project slug (lower-case letters, digits, - and _), so no project's new issues take this route"))
         for project in create.routes if not _SLUG.match(project)]
+
+
+def _lower_cased_rows(settings: Settings, layers: ConfigLayers) -> list[Finding]:
+    """Rows a variable named one by one that are rows of their own only because variable names
+    arrive lower-cased (module docstring).  A row the loader re-spelled (a Sentry state key, an
+    e-mail) is the row it names, and a row given in a JSON table keeps its case: neither is one."""
+    findings = []
+    for key, rows, defaults in _tables(settings):
+        env_rows = _at(layers.env, key)
+        if not isinstance(env_rows, Mapping):
+            continue
+        file_rows = _at(layers.file, key)
+        others = [*rows, *(file_rows if isinstance(file_rows, Mapping) else ()), *defaults]
+        for row in map(str, env_rows):
+            path = tuple(part.lower() for part in (*key, row))
+            variable = next((name for name in layers.env_names
+                             if tuple(name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)) == path), None)
+            if row not in rows or variable is None:
+                continue
+            twin = next((str(other) for other in others if str(other) != row and str(other).lower() == row), None)
+            if twin is None:
+                continue
+            whole = ENV_PREFIX + ENV_DELIMITER.join(key).upper()
+            fate = ("which stays in force" if twin in rows
+                    else "and the table from the environment replaces the default table whole")
+            findings.append(Finding("warning", format_key((*key, row)), (
+                f"a row of its own, made by ${variable}: variable names arrive lower-cased, so it does not change "
+                f"{twin!r} ({fate}); to set {twin!r} from the environment give the table as JSON, whose keys keep "
+                f"their case: {whole}='{{\"{twin}\": ...}}', and remove ${variable}")))
+    return findings
+
+
+def _tables(model: BaseModel, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], list[str], list[str]]]:
+    """(key path, row keys as loaded, row keys of the default) of every table in `model`."""
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _tables(value, (*prefix, name))
+        elif isinstance(value, dict):
+            default = info.get_default(call_default_factory=True)
+            yield (*prefix, name), [str(k) for k in value], [str(k) for k in default or {}]
+
+
+def _at(tree: Mapping[str, Any], key: tuple[str, ...]) -> Any:
+    """The value at `key` in a layer's table, or None."""
+    node: Any = tree
+    for part in key:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _inline_secrets(file_table: Mapping[str, Any]) -> list[Finding]:

@@ -10,6 +10,11 @@ Where a file may hold more than the model's type says, the schema follows the fi
   into strings);
 * `config_path` is set by the loader, never read from the file, so it is left out.
 
+Where a validator refuses more than the type says, the model adds it to the schema
+(`json_schema_extra` in `bridge.config`), never narrower than the validator: URLs must be
+http(s):// with a host, listeners `host:port` with a port 1-65535, `sync.fields.followers` only
+`to_tracker` or `off`.
+
 It is declared as draft-07: what pydantic generates for these models uses nothing newer (a test
 validates with both draft-07 and 2020-12 validators), and draft-07 is what editors' TOML
 language servers understand best.  What the schema cannot say (a key's spelling is checked

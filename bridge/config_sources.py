@@ -8,14 +8,16 @@ ones `load_settings` produced (so a relative `state.path` is shown as the absolu
 bridge uses); only the *origin* is worked out here, from the file's and the environment's
 tables kept apart (`config_layers`).
 
-Secrets never leave this module: every `SecretStr` becomes `***`, whatever its source, and
-`EffectiveConfig.scrub` removes the known secrets once more from whatever text is printed.
-Nothing here touches the network or the state file.
+Secrets never leave this module: every `SecretStr` becomes `***`, whatever its source (the
+redaction is structural: only the secret keys' values are replaced), and `EffectiveConfig.scrub`
+is the safety net for a long secret pasted into another key (`bridge.config.scrub_secrets`: only
+secrets of 16 characters or more, so that ordinary text is never rewritten).  Nothing here
+touches the network or the state file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from bridge.config import (
     config_layers,
     format_key,
     load_settings,
+    scrub_secrets,
 )
 from bridge.errors import ConfigError
 
@@ -63,11 +66,10 @@ class EffectiveConfig:
         return {format_key(key): origin for key, origin in self.sources.items()}
 
     def scrub(self, text: str) -> str:
-        """Belt and braces: a secret pasted into a key that is not a secret one is redacted too."""
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            if len(secret) >= 4:
-                text = text.replace(secret, REDACTED)
-        return text
+        """Belt and braces: a (long) secret pasted into a key that is not a secret one is redacted
+        too; the secret keys themselves are `***` already (`scrub_secrets` says why short secrets
+        are left alone here)."""
+        return scrub_secrets(text, self.secrets)
 
 
 def effective_config(path: Path, env: Mapping[str, str]) -> EffectiveConfig:
@@ -89,15 +91,17 @@ def effective_config(path: Path, env: Mapping[str, str]) -> EffectiveConfig:
     return EffectiveConfig(config_path, values, sources, frozenset(secrets))
 
 
-def origin(key: Key, layers: ConfigLayers) -> str:
+def origin(key: Key, layers: ConfigLayers, rows: Collection[str] = ()) -> str:
     """Where the value at `key` came from: the environment wins over the file, the file over the
-    models' defaults.  Keys compare case-insensitively (e-mails are stored lower-cased, state keys
-    in their canonical spelling, and environment names arrive lower-cased)."""
-    if _find(layers.env, key) is not _MISSING:
+    models' defaults.  For a row of a table, `rows` are the keys of the table as loaded: a layer's
+    row is credited with `key` when it is spelled the same, or, when the loader re-spelled it
+    (e-mails are stored lower-cased, Sentry state keys in their canonical spelling), when it
+    differs only by case and is not a row of its own (see `_find`)."""
+    if _find(layers.env, key, rows) is not _MISSING:
         variable = _variable(key, layers.env_names)
         if variable is not None:
             return f"env {variable}"
-    if _find(layers.file, key) is not _MISSING:
+    if _find(layers.file, key, rows) is not _MISSING:
         return FILE
     return DEFAULT
 
@@ -119,7 +123,7 @@ def _walk(model: BaseModel, prefix: Key, layers: ConfigLayers, node: dict[str, A
             table = node.setdefault(name, {})
             for row, item in value.items():
                 table[str(row)] = _plain(item)
-                sources[(*key, str(row))] = origin((*key, str(row)), layers)
+                sources[(*key, str(row))] = origin((*key, str(row)), layers, [str(k) for k in value])
         else:
             node[name] = _plain(value)
             sources[key] = origin(key, layers)
@@ -149,20 +153,29 @@ def _put(values: dict[str, Any], key: Key, value: Any) -> None:
     node[key[-1]] = value
 
 
-def _find(tree: Mapping[str, Any], key: Key) -> Any:
-    """The value at `key` in a layer, or `_MISSING`; a key matches in any case, since the loader
-    lower-cases e-mails and canonicalises state keys, and environment names arrive lower-cased."""
+def _find(tree: Mapping[str, Any], key: Key, rows: Collection[str] = ()) -> Any:
+    """The value at `key` in a layer, or `_MISSING`, by the loader's case rules.
+
+    Section and key names match exactly (the file's must, and the environment's arrive
+    lower-cased, as the names are).  The last part, a row of a table whose keys `rows` are as
+    loaded, matches exactly, or in another case only when the layer's spelling is not itself a
+    row: then the loader re-spelled it into `key` (`resolvedinnextrelease` from a variable name
+    is the state `resolvedInNextRelease`, `Alice@Example.com` the e-mail `alice@example.com`).
+    A row it kept as spelled is a row of its own: `BRIDGE_..._TO_SENTRY__INPROGRESS` adds a row
+    `inprogress` and leaves the file's `inProgress` alone, so it is not credited with that one."""
     node: Any = tree
-    for part in key:
+    for index, part in enumerate(key):
         if not isinstance(node, Mapping):
             return _MISSING
         if part in node:
             node = node[part]
             continue
-        folded = [k for k in node if str(k).lower() == part.lower()]
+        if index != len(key) - 1 or not rows:
+            return _MISSING
+        folded = [k for k in node if str(k).lower() == part.lower() and str(k) not in rows]
         if not folded:
             return _MISSING
-        node = node[folded[0]]
+        node = node[folded[-1]]
     return node
 
 

@@ -483,3 +483,131 @@ def test_every_secret_of_the_models_is_in_the_secrets_table() -> None:
         section = Settings.model_fields[secret.file_key[0]].annotation
         assert isinstance(section, type) and issubclass(section, BaseModel)
         assert secret.file_key[1] in section.model_fields
+
+
+# -- review follow-ups (tests/test_review_deploy.py): check vs. the loader, origins, schema, redaction --
+
+
+def test_check_tolerates_absent_secrets_but_not_given_ones_that_run_refuses(tmp_path: Path) -> None:
+    """A token or hook secret that is not here (CI has none) passes; one that is given but that
+    `run` refuses fails the check, whether inline, from the environment, a token file or a
+    hook secret file."""
+    (tmp_path / "empty.secret").write_text("\n", encoding="utf-8")
+    absent = write(tmp_path, "absent.toml", MINIMAL.replace('queue = "OPS"', 'queue = "OPS"\ntoken_file = "gone"')
+                   + '\n[push]\nenabled = true\ntracker_secret_file = "gone"\n')
+    assert cli("config", "check", str(absent)).code == 0
+    empty = write(tmp_path, "empty.toml",
+                  MINIMAL.replace('queue = "OPS"', 'queue = "OPS"\ntoken_file = "empty.secret"'))
+    assert keyed(cli("config", "check", "--json", str(empty))) == {
+        "tracker.token_file": f"{tmp_path / 'empty.secret'} is empty"}
+    hook = write(tmp_path, "hook.toml", MINIMAL + '\n[push]\nenabled = true\nsentry_secret_file = "empty.secret"\n')
+    result = cli("config", "check", "--json", str(hook))
+    assert result.code == 2 and set(keyed(result)) == {"push.sentry_secret_file"}
+    # Hooks off: `run` never reads the secret, so neither does the check.
+    assert cli("config", "check", str(hook), env={"BRIDGE_PUSH__ENABLED": "false"}).code == 0
+    garbled = cli("config", "check", "--json", str(write(tmp_path, "ok.toml", MINIMAL)),
+                  env={"BRIDGE_SENTRY__TOKEN": SENTRY_SECRET[:4] + "\u201c" + SENTRY_SECRET[4:]})
+    assert garbled.code == 2
+    assert keyed(garbled)["sentry.token"].startswith("character 5 is not printable ASCII")
+
+
+def test_show_credits_the_environment_with_exactly_the_rows_it_set(tmp_path: Path) -> None:
+    """Variable names arrive lower-cased: a row of a table the loader re-spells (Sentry states)
+    is the row it names and the variable wins it; in a table that keeps its keys' case it is a
+    row of its own, which `config check` warns about; a JSON table keeps its keys' case."""
+    path = write(tmp_path, "acme.toml", MINIMAL + (
+        '\n[mapping.status.to_tracker]\nunresolved = "open"\nresolvedInNextRelease = "resolved"\n'
+        'resolved = { status = "closed", resolution = "fixed" }\n'
+        'ignored = { status = "closed", resolution = "wontFix" }\n'
+        '\n[mapping.status.to_sentry]\nopen = "unresolved"\ninProgress = "unresolved"\n'
+        'resolved = "resolvedInNextRelease"\nclosed = "resolved"\n\n[mapping.users]\n"Alice@Example.com" = "alice"\n'))
+    env = {"BRIDGE_MAPPING__STATUS__TO_TRACKER__RESOLVEDINNEXTRELEASE": "closed",
+           "BRIDGE_MAPPING__STATUS__TO_SENTRY__INPROGRESS": "resolved"}
+    data = json.loads(cli("config", "show", "--json", str(path), env=env).out)
+    sources, status = data["sources"], data["settings"]["mapping"]["status"]
+    assert status["to_tracker"]["resolvedInNextRelease"] == {"status": "closed"}
+    assert sources["mapping.status.to_tracker.resolvedInNextRelease"] == (
+        "env BRIDGE_MAPPING__STATUS__TO_TRACKER__RESOLVEDINNEXTRELEASE")
+    assert sources["mapping.status.to_tracker.unresolved"] == "file"
+    assert sources["mapping.status.to_sentry.inProgress"] == "file"
+    assert sources["mapping.status.to_sentry.inprogress"] == "env BRIDGE_MAPPING__STATUS__TO_SENTRY__INPROGRESS"
+    assert sources['mapping.users."alice@example.com"'] == "file"
+    found = keyed(cli("config", "check", "--json", str(path), env=env))
+    assert set(found) == {"mapping.status.to_sentry.inprogress"}, found
+    message = found["mapping.status.to_sentry.inprogress"]
+    assert "$BRIDGE_MAPPING__STATUS__TO_SENTRY__INPROGRESS" in message
+    assert "'inProgress' (which stays in force)" in message
+    assert """BRIDGE_MAPPING__STATUS__TO_SENTRY='{"inProgress": ...}'""" in message
+    # Done as advised: the JSON table's key keeps its case and overrides the file's row.
+    advised = {"BRIDGE_MAPPING__STATUS__TO_TRACKER__RESOLVEDINNEXTRELEASE": "closed",
+               "BRIDGE_MAPPING__STATUS__TO_SENTRY": '{"inProgress": "resolved"}'}
+    data = json.loads(cli("config", "show", "--json", str(path), env=advised).out)
+    assert data["settings"]["mapping"]["status"]["to_sentry"]["inProgress"] == "resolved"
+    assert data["sources"]["mapping.status.to_sentry.inProgress"] == "env BRIDGE_MAPPING__STATUS__TO_SENTRY"
+    assert keyed(cli("config", "check", "--json", str(path), env=advised)) == {}
+
+
+@pytest.mark.parametrize(("section", "key", "value", "accepted"), [
+    ("metrics", "listen", "[::1]:9464", True),
+    ("metrics", "listen", "localhost:09464", True),
+    ("push", "listen", "0.0.0.0:65535", True),
+    ("metrics", "listen", "127.0.0.1:0", False),
+    ("metrics", "listen", "::1:9464", False),
+    ("metrics", "listen", "host:", False),
+    ("sentry", "url", "HTTPS://sentry.example.com/", True),
+    ("tracker", "web_url", "http://tracker.local/api/0", True),
+    ("push", "public_url", "https://bridge.example.com", True),
+    ("tracker", "url", "ftp://tracker.local", False),
+    ("push", "public_url", "https://", False),
+    ("sync.fields", "followers", "off", True),
+    ("sync.fields", "followers", "to_sentry", False),
+])
+def test_the_schema_patterns_agree_with_the_loader(tmp_path: Path, section: str, key: str, value: str,
+                                                   accepted: bool) -> None:
+    """The patterns and enums the schema adds never refuse what the loader accepts."""
+    head = f"[{section}]\n"
+    text = MINIMAL.replace(head, head + f'{key} = "{value}"\n') if head in MINIMAL else (
+        MINIMAL + f'\n{head}{key} = "{value}"\n')
+    assert (cli("config", "check", str(write(tmp_path, "x.toml", text))).code == 0) is accepted
+    errors = list(jsonschema.Draft7Validator(config_schema()).iter_errors(tomllib.loads(text)))
+    assert (errors == []) is accepted, errors
+
+
+def test_short_secrets_are_redacted_where_they_stand_and_nowhere_else(tmp_path: Path) -> None:
+    """The secret keys print *** whatever the secret's length; the text-wide safety net takes only
+    secrets of 16 characters or more, so a short one does not garble names, URLs and advice."""
+    path = write(tmp_path, "short.toml", MINIMAL.replace('queue = "OPS"', 'queue = "OPS"\ntoken = "sentry-token"')
+                 + '\n[push]\nenabled = true\ntracker_secret = "sentry"\n')
+    shown = cli("config", "show", str(path))
+    parsed = tomllib.loads(shown.out)
+    assert parsed["tracker"]["token"] == parsed["push"]["tracker_secret"] == "***"
+    assert parsed["sentry"]["organization"] == "acme" and parsed["sentry"]["url"] == "https://sentry.io"
+    assert parsed["sync"]["conflict"] == "sentry"  # a default that happens to be the hook secret, left alone
+    assert [line.split(" = ")[0] for line in shown.out.splitlines() if '"***"' in line and " = " in line] == [
+        "token", "tracker_secret"]
+    found = keyed(cli("config", "check", "--json", str(path)))
+    assert "credential tracker-token (LoadCredential=)" in found["tracker.token"]
+    assert "credential tracker-hook-secret (LoadCredential=)" in found["push.tracker_secret"]
+    # A long secret pasted where it does not belong is still caught by the net.
+    pasted = write(tmp_path, "pasted.toml",
+                   MINIMAL.replace('queue = "OPS"', f'queue = "OPS"\ntoken = "{TRACKER_SECRET}"')
+                   + f'\n[mapping.users]\n"{TRACKER_SECRET}" = "alice"\n')
+    result = cli("config", "check", str(pasted))
+    assert result.code == 2 and TRACKER_SECRET not in result.out + result.err
+
+
+def test_hook_secrets_come_from_the_credentials_of_the_environment_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`config show FILE` under an environment (a unit's, given to `main`) finds the hook secret
+    credential in that environment's $CREDENTIALS_DIRECTORY, not the calling process's."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "sentry-hook-secret").write_text(HOOK_SECRET, encoding="utf-8")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "elsewhere"))  # the process's: not looked at
+    path = write(tmp_path, "c.toml", MINIMAL)
+    shown = cli("config", "show", "--json", str(path), env={"CREDENTIALS_DIRECTORY": str(credentials)})
+    data = json.loads(shown.out)
+    assert data["sources"]["push.sentry_secret"] == "credential sentry-hook-secret"
+    assert data["settings"]["push"]["sentry_secret"] == "***" and HOOK_SECRET not in shown.out

@@ -6,9 +6,11 @@ looked at with no network and no state file.
   mapping tables, routes nothing takes, secrets written inline, listeners on one port; files
   given together are taken as one host's bridges and checked against each other too.  Errors
   exit 2, warnings only with `--strict`.  Tokens are not required: CI has none (they are the
-  host's credentials), and `doctor` and the service check them where they live.
+  host's credentials), and `doctor` and the service check them where they live.  A token or
+  hook secret that *is* given (in the file, the environment, a token file or credential that is
+  there) is checked as `run` would check it, so `check` never passes what `run` refuses.
 * `show` prints the effective configuration (file, then environment, then token files and
-  systemd credentials), every secret as `***`, each value with where it came from.  The
+  systemd credentials), every secret key's value as `***`, each value with where it came from.  The
   default output is TOML (it parses: a `# origin` comment after each value, unset keys
   commented out) because that is what the operator edits; `--json` is for scripts.
 * `schema` prints the JSON Schema editors use (`bridge.config_schema`).
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.cli import EXIT_CONFIG, EXIT_OK, Context
-from bridge.config import Settings, config_layers, format_key, load_settings
+from bridge.config import Settings, config_layers, format_key, load_settings, scrub_secrets
 from bridge.config_lint import Finding, from_problem, lint_settings, lint_together
 from bridge.config_schema import config_schema
 from bridge.config_sources import EffectiveConfig, Key, effective_config
@@ -80,13 +82,16 @@ class Checked:
 
 def check_file(name: str, env: Mapping[str, str]) -> Checked:
     """Load and lint one file.  Tokens are not required (CI has none), so `require_tokens` is
-    off; a file that does not load gets the loader's problems only, since the lint needs
-    settings to look at."""
+    off: a missing token passes, a given one that `run` would refuse does not, nor does a hook
+    secret file that is there but unusable while hooks are on.  A file that does not load gets
+    the loader's problems only, since the lint needs settings to look at."""
     path = Path(name).expanduser().absolute()
     checked = Checked(name, path)
     try:
-        checked.settings = load_settings(path, env, require_tokens=False)
-        checked.findings = lint_settings(checked.settings, config_layers(path, env).file)
+        settings = load_settings(path, env, require_tokens=False)
+        checked.settings = settings
+        checked.findings = [from_problem(problem, path) for problem in settings.given_secret_problems()]
+        checked.findings += lint_settings(settings, config_layers(path, env))
     except ConfigError as exc:
         checked.findings = [from_problem(problem, path) for problem in exc.problems]
     return checked
@@ -133,8 +138,9 @@ def run_check(ctx: Context) -> int:
 
 
 def _secrets(all_settings: Iterable[Settings | None]) -> list[str]:
-    """The tokens the files resolved: the lint never quotes a value, but a loader problem about a
-    key a token was pasted into must not show it either (belt and braces, as the loader's own)."""
+    """The tokens and hook secrets the files resolved: the lint never quotes a value, but a
+    loader problem about a key a secret was pasted into must not show it either (belt and braces,
+    as the loader's own)."""
     found = []
     for settings in all_settings:
         if settings is None:
@@ -142,15 +148,20 @@ def _secrets(all_settings: Iterable[Settings | None]) -> list[str]:
         for section in (settings.sentry, settings.tracker):
             if section.token is not None:
                 found.append(section.token.get_secret_value())
+        for side in ("sentry", "tracker"):
+            try:
+                secret = settings.push_secret(side)
+            except ConfigError:
+                continue
+            if secret is not None:
+                found.append(secret)
     return found
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
-    """`text` with every known secret (of 4 characters or more) replaced by ***."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    """`text` with every known secret long enough to be told from ordinary text replaced by
+    *** (`scrub_secrets`: 16 characters or more; the findings name keys, never values)."""
+    return scrub_secrets(text, secrets)
 
 
 # -- show --------------------------------------------------------------------------------------
