@@ -22,10 +22,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -34,22 +33,13 @@ from bridge.cli import main
 from bridge.sandbox.sentry_emulator import DEFAULT_SCOPES
 from bridge.sandbox.tracker_emulator import ROBOT_LOGIN
 from tests.conftest import BridgeEnv, Result, base_config, deep_merge, to_toml
+from tests.test_daemon import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "systemd" / "sentry-tracker-bridge@.service"
 INSTALLED = "/opt/sentry-tracker-bridge/bin/sentry-tracker-bridge"
-T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import os
 import random
 import socket
@@ -36,12 +35,12 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench_scale import SENTRY_DETAIL_LIMIT, SENTRY_LIST_LIMIT, TRACKER_LIMIT, USERS, stats
+from tests.bench.bench_scale import USERS, seed, start_emulators, stats
+from tests.bench.bench_scale import Emulators as ScaleEmulators
 
 SENTRY_SECRET = "bench-sentry-client-secret"  # noqa: S105 - the benchmark's own throwaway values
 TRACKER_SECRET = "bench-tracker-shared-secret"  # noqa: S105
@@ -54,36 +53,16 @@ KINDS = ("sentry_status", "tracker_status", "sentry_assignee", "tracker_assignee
 
 def serve(conn: Connection, latency: float) -> None:
     """Child process: both emulators on loopback, driven by commands over `conn`."""
-    from bridge.sandbox.http import LoopbackServer
-    from bridge.sandbox.sentry_emulator import SentryEmulator
-    from bridge.sandbox.tracker_emulator import ROBOT_LOGIN, TrackerEmulator
+    from bridge.sandbox.tracker_emulator import ROBOT_LOGIN
 
-    sentry = SentryEmulator(rate_limit_per_second=SENTRY_LIST_LIMIT)
-    sentry.rate_limits = {"issue": SENTRY_DETAIL_LIMIT}
-    tracker = TrackerEmulator(rate_limit_per_second=TRACKER_LIMIT)
-    sentry.add_project("backend")
-    for i in range(USERS):
-        sentry.add_user(f"user{i}@example.com")
-        tracker.add_user(f"user{i}", f"user{i}@example.com")
+    sentry, tracker, servers = start_emulators(latency)
     tracker.set_rights("OPS", ROBOT_LOGIN, {"READ": "users", "WRITE": "users", "CREATE": "users", "GRANT": "users"})
-    servers = [LoopbackServer(sentry).start(), LoopbackServer(tracker).start()]
-    for emulator in (sentry, tracker):
-        emulator.latency_seconds = latency
     conn.send({"sentry": servers[0].url, "tracker": servers[1].url})
     pairs: list[tuple[str, str]] = []
     while True:
         command, arg = conn.recv()
         if command == "seed":
-            old = datetime.now(UTC) - timedelta(days=2)
-            real_now = tracker.now
-            tracker.now = lambda old=old: old
-            for i in range(arg):
-                seen = old + timedelta(milliseconds=i)
-                sid = sentry.add_issue("backend", f"error {len(pairs)}", first_seen=seen, last_seen=seen)
-                key = tracker.add_issue("OPS", f"error {len(pairs)}")
-                pairs.append((sid, key))
-            tracker.now = real_now
-            conn.send(pairs[-arg:])
+            conn.send(seed(sentry, tracker, pairs, arg))
         elif command == "hooks":
             sentry.subscribe_webhooks(arg, SENTRY_SECRET)
             conn.send(True)
@@ -164,27 +143,17 @@ def changes(sentry: Any, tracker: Any, pairs: list[tuple[str, str]], count: int,
             "not_crossed": len(waiting), "window_s": round(time.monotonic() - begin, 1)}
 
 
-class Emulators:
-    def __init__(self, latency: float) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=serve, args=(child, latency), daemon=True)
-        self.process.start()
-        self.urls: dict[str, str] = self.conn.recv()
+class Emulators(ScaleEmulators):
+    """The scale benchmark's emulator process, with hooks and timed changes."""
 
-    def call(self, command: str, arg: Any = None) -> Any:
-        self.conn.send((command, arg))
-        return self.conn.recv()
+    def __init__(self, latency: float) -> None:
+        super().__init__(latency, serve)
 
     def seed(self, n: int) -> list[tuple[str, str]]:
         pairs: list[tuple[str, str]] = []
         while len(pairs) < n:
             pairs += self.call("seed", min(10_000, n - len(pairs)))
         return pairs
-
-    def close(self) -> None:
-        self.call("stop")
-        self.process.join(timeout=10)
 
 
 # -- helpers on the bridge side ------------------------------------------------------------------

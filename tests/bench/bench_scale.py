@@ -43,8 +43,8 @@ MAX_CHANGES = 1_000_000
 # -- the emulator process ------------------------------------------------------------------------
 
 
-def serve(conn: Connection, latency: float) -> None:
-    """Child process: both emulators on loopback, driven by commands over `conn`."""
+def start_emulators(latency: float) -> tuple[Any, Any, list[Any]]:
+    """Both emulators on loopback with the benchmark's rate limits, people and latency."""
     from bridge.sandbox.http import LoopbackServer
     from bridge.sandbox.sentry_emulator import SentryEmulator
     from bridge.sandbox.tracker_emulator import TrackerEmulator
@@ -59,21 +59,32 @@ def serve(conn: Connection, latency: float) -> None:
     servers = [LoopbackServer(sentry).start(), LoopbackServer(tracker).start()]
     for emulator in (sentry, tracker):
         emulator.latency_seconds = latency
+    return sentry, tracker, servers
+
+
+def seed(sentry: Any, tracker: Any, pairs: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
+    """`n` more pairs of old issues (seen two days ago), appended to `pairs`; the new ones."""
+    old = datetime.now(UTC) - timedelta(days=2)
+    real_now = tracker.now
+    tracker.now = lambda old=old: old
+    for i in range(n):
+        seen = old + timedelta(milliseconds=i)
+        sid = sentry.add_issue("backend", f"error {len(pairs)}", first_seen=seen, last_seen=seen)
+        key = tracker.add_issue("OPS", f"error {len(pairs)}")
+        pairs.append((sid, key))
+    tracker.now = real_now
+    return pairs[-n:]
+
+
+def serve(conn: Connection, latency: float) -> None:
+    """Child process: both emulators on loopback, driven by commands over `conn`."""
+    sentry, tracker, servers = start_emulators(latency)
     conn.send({"sentry": servers[0].url, "tracker": servers[1].url})
     pairs: list[tuple[str, str]] = []
     while True:
         command, arg = conn.recv()
         if command == "seed":
-            old = datetime.now(UTC) - timedelta(days=2)
-            real_now = tracker.now
-            tracker.now = lambda old=old: old
-            for i in range(arg):
-                seen = old + timedelta(milliseconds=i)
-                sid = sentry.add_issue("backend", f"error {len(pairs)}", first_seen=seen, last_seen=seen)
-                key = tracker.add_issue("OPS", f"error {len(pairs)}")
-                pairs.append((sid, key))
-            tracker.now = real_now
-            conn.send(pairs[-arg:])
+            conn.send(seed(sentry, tracker, pairs, arg))
         elif command == "change":
             conn.send(change(sentry, tracker, pairs, arg))
         elif command == "create":
@@ -128,10 +139,10 @@ def stats(emulator: Any) -> dict[str, int]:
 
 
 class Emulators:
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, target: Any = None) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=serve, args=(child, latency), daemon=True)
+        self.process = ctx.Process(target=target or serve, args=(child, latency), daemon=True)
         self.process.start()
         self.urls: dict[str, str] = self.conn.recv()
 
