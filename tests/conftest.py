@@ -13,7 +13,9 @@ import copy
 import io
 import json
 import logging
+import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -198,6 +200,17 @@ class BridgeEnv:
             if self.tracker.uid_of(login) == str(uid):
                 return login
         return f"uid:{uid}"
+
+
+def required_tool(name: str, package: str) -> str:
+    """The path of a command-line tool a test runs: in CI (`.ci/run` installs `package`) a
+    missing one fails the test, since a skip there would hide what it checks; elsewhere it skips."""
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing; .ci/run installs Debian's {package} package for this test")
+        pytest.skip(f"{name} is not installed (CI installs Debian's {package} package)")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ set), where a skip would hide broken rules, so they fail instead.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -31,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import pytest
 import yaml
 
+from tests.conftest import required_tool
 from tests.test_daemon import Service, free_port, scrape, total, wait_for
 
 if TYPE_CHECKING:
@@ -98,12 +97,7 @@ def missing_names(exprs: list[str], exported: set[str]) -> dict[str, set[str]]:
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing; .ci/run installs Debian's prometheus package for this test")
-        pytest.skip("promtool is not installed (CI installs Debian's prometheus package)")
-    return found
+    return required_tool("promtool", "prometheus")
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pydantic import SecretStr
 
 from bridge.config import SentrySettings, Settings, TrackerSettings
 from bridge.daemon import stop_grace_seconds
+from tests.conftest import required_tool
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 UNITS = ("sentry-tracker-bridge.service", "sentry-tracker-bridge-sync.service", "sentry-tracker-bridge-sync.timer")
@@ -43,12 +43,7 @@ PER_INSTANCE = {"Description", "Conflicts", "ExecStart", "Environment", "LoadCre
 
 
 def systemd_analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze is missing; .ci/run installs the systemd package for this test")
-        pytest.skip("systemd-analyze is not installed (CI installs the systemd package)")
-    return found
+    return required_tool("systemd-analyze", "systemd")
 
 
 def systemd_version(analyze: str) -> int:

@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from tests.bench.bench_scale import USERS, seed, start_emulators, stats
+from tests.bench.bench_scale import USERS, seed, shared_command, start_emulators
 from tests.bench.bench_scale import Emulators as ScaleEmulators
 
 SENTRY_SECRET = "bench-sentry-client-secret"  # noqa: S105 - the benchmark's own throwaway values
@@ -68,16 +68,7 @@ def serve(conn: Connection, latency: float) -> None:
             conn.send(True)
         elif command == "changes":
             conn.send(changes(sentry, tracker, pairs, *arg))
-        elif command == "clear":
-            sentry.clear_log()
-            tracker.clear_log()
-            conn.send(True)
-        elif command == "stats":
-            conn.send({side: stats(emu) for side, emu in (("sentry", sentry), ("tracker", tracker))})
-        elif command == "stop":
-            for server in servers:
-                server.stop()
-            conn.send(True)
+        elif shared_command(conn, command, sentry, tracker, servers):
             return
 
 

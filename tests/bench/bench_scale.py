@@ -91,17 +91,27 @@ def serve(conn: Connection, latency: float) -> None:
             for i in range(arg):
                 sentry.add_issue("backend", f"new {i}", assignee=f"user{i % USERS}@example.com")
             conn.send(arg)
-        elif command == "clear":
-            sentry.clear_log()
-            tracker.clear_log()
-            conn.send(True)
-        elif command == "stats":
-            conn.send({side: stats(emu) for side, emu in (("sentry", sentry), ("tracker", tracker))})
-        elif command == "stop":
-            for server in servers:
-                server.stop()
-            conn.send(True)
+        elif shared_command(conn, command, sentry, tracker, servers):
             return
+
+
+def shared_command(conn: Connection, command: str, sentry: Any, tracker: Any, servers: list[Any]) -> bool:
+    """The commands every benchmark's emulator process answers (clear, stats, stop); True on
+    stop, when the process is to end."""
+    if command == "clear":
+        sentry.clear_log()
+        tracker.clear_log()
+        conn.send(True)
+    elif command == "stats":
+        conn.send({side: stats(emu) for side, emu in (("sentry", sentry), ("tracker", tracker))})
+    elif command == "stop":
+        for server in servers:
+            server.stop()
+        conn.send(True)
+        return True
+    else:
+        raise ValueError(f"unknown command {command!r}")
+    return False
 
 
 def change(sentry: Any, tracker: Any, pairs: list[tuple[str, str]], k: int) -> dict[str, int]:
