@@ -63,6 +63,7 @@ from bridge.clients.http import RetryPolicy
 from bridge.config import Settings
 from bridge.connect import open_clients
 from bridge.core.actions import Reconcile, is_write_kind
+from bridge.core.focus import Focus
 from bridge.core.mapping import sentry_assignee, sentry_state, status_in_step, tracker_status
 from bridge.core.new_issue import sentry_id_from_unique
 from bridge.engine import CycleReport, Engine
@@ -247,7 +248,8 @@ def then_cycle(step: Callable[..., None]) -> Callable[..., None]:
     def wrapped(self: BridgeMachine, then: int | None, **kwargs: Any) -> None:
         step(self, **kwargs)
         if then == 0:
-            self.cycle()
+            # Every kind of cycle `run` makes, in turn (reproducible for an example).
+            self.cycle(mode=("plain", "scheduled", "hinted", "plain")[self.op % 4])
         elif then is not None:
             self.crash_and_restart(then)
 
@@ -296,6 +298,10 @@ class BridgeMachine(RuleBasedStateMachine):
         self.tracker.before_patch = self._maybe_concurrent_edit
         self.store, self.engine = self._start()
         self.seeded = False
+        # What hooks would have named since the last cycle: Sentry sends them for a person's
+        # status change or assignment, Tracker's trigger for any change of an issue.
+        self.hooked_sids: set[str] = set()
+        self.hooked_keys: set[str] = set()
         STATS["examples"] += 1
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -387,6 +393,10 @@ class BridgeMachine(RuleBasedStateMachine):
         contested = "tracker" if side == "sentry" else "sentry"
         track.last[name] = (side, after, risky, contested in track.touched[name])
         track.touched[name].add(side)
+        if side == "tracker" and track.key:
+            self.hooked_keys.add(track.key)
+        elif name == "status" or (name == "assignee" and after is not None):
+            self.hooked_sids.add(track.sid)
         STATS["person changes (risky)" if risky else "person changes (checked)"] += 1
         if name == "status" and side == "sentry":
             track.status_touched = True
@@ -412,9 +422,12 @@ class BridgeMachine(RuleBasedStateMachine):
             return
         failed = {o.sentry_id for o in report.outcomes if o.error is not None}
         conflicts = {(c["sentry_id"], c["field"]) for c in self.store.open_conflicts()}
+        read = report.focus.ids if report.focus is not None else None  # a focused cycle read only these
         for link in self.store.links():
             track = self.tracks.get(link.sentry_id)
             if link.sentry_id in failed or track is None or track.key is None:
+                continue
+            if read is not None and link.sentry_id not in read:
                 continue
             for name in FIELDS:
                 s_value, t_value = self.s_value(track.sid, name), self.t_value(track.key, name)
@@ -728,10 +741,18 @@ class BridgeMachine(RuleBasedStateMachine):
             self._person(track, "tracker", "status", before)
 
     # -- cycles and crashes --------------------------------------------------------------------
-    @rule()
-    def cycle(self) -> None:
+    @rule(mode=st.sampled_from(("plain", "plain", "scheduled", "hinted")), lost=st.booleans())
+    def cycle(self, mode: str = "plain", lost: bool = False) -> None:
+        """A cycle as `run` makes it: plain (no hooks), scheduled with trusted hooks (focused:
+        what hooks, the poll, bookmark searches and retries point at, plus a slice), or brought
+        forward by hooks (hinted).  `lost`: Sentry's hooks since the last cycle never arrived."""
         self._before_cycle()
-        report = self.engine.run_cycle()
+        sids, keys = frozenset() if lost else frozenset(self.hooked_sids), frozenset(self.hooked_keys)
+        self.hooked_sids.clear()
+        self.hooked_keys.clear()
+        focus = None if mode == "plain" else Focus(sids, keys, hinted=mode == "hinted")
+        report = self.engine.run_cycle(focus=focus)
+        STATS[f"cycles: {report.kind}"] += 1
         STATS["cycles"] += 1
         self._count_outcomes(report)
         self._after_cycle()
