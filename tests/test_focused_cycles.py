@@ -256,7 +256,8 @@ def test_a_hinted_cycle_creates_only_when_a_hook_named_a_new_issue(tmp_path: Pat
     pairs = settle(world, 5)
 
     def create_queries() -> int:
-        return sum(1 for r in world.sentry.requests("GET", r"/issues/$") if ("sort", "new") in r.query)
+        return sum(1 for r in world.sentry.requests("GET", r"/issues/$")
+                   if ("sort", "new") in r.query and ("query", "is:unresolved") in r.query)
 
     fresh = world.sentry.add_issue("backend", "a new error")
     world.cycle(focus=Focus(sentry_ids=frozenset({pairs[0][0]}), hinted=True))
@@ -279,3 +280,22 @@ def test_hints_for_unlinked_issues_cost_no_write_and_no_read_of_them(tmp_path: P
     assert sentry_reads(world) == []
     assert not [r for r in world.tracker.requests("GET") if "OPS-999" in r.path or "NOPE-1" in r.path]
     world.store.close()
+
+
+def test_a_hinted_creation_gets_its_followers_and_leaves_the_bookmark_diff_to_the_scheduled_cycle(
+        focused: World) -> None:
+    world = focused
+    pairs = settle(world, 10)
+    world.cycle(focus=NO_HINTS)  # a focused cycle: its bookmark searches are what the next compares with
+    old_sid, old_key = pairs[4]
+    world.sentry.bookmark(old_sid, "bob@example.com")  # no hook for this
+    fresh = world.sentry.add_issue("backend", "a new error")
+    world.sentry.bookmark(fresh, "alice@example.com")
+    report = world.cycle(focus=Focus(sentry_ids=frozenset({fresh}), hinted=True))  # its `created` hook
+    new_key = dict(report.created)[fresh]
+    followers = {ref["id"] for ref in world.tracker.issue_json(new_key).get("followers") or []}
+    assert followers == {world.tracker.uid_of("alice")}  # at creation, not a PATCH one cycle later
+    scheduled = world.cycle(focus=NO_HINTS)
+    assert scheduled.focus is not None and old_sid in scheduled.focus.pointed  # the diff was not consumed
+    followers = {ref["id"] for ref in world.tracker.issue_json(old_key).get("followers") or []}
+    assert followers == {world.tracker.uid_of("bob")}

@@ -251,9 +251,14 @@ class Engine:
             return
         users = self.users(refresh=full)
         hinted = focus is not None and focus.hinted
+        # A hinted cycle looks for new Sentry issues only when a hook named one not linked yet (an
+        # `issue.created`); otherwise the scheduled cycles find them, as without hooks.
+        news = hinted and focus is not None and bool(focus.sentry_ids - {link.sentry_id for link in links})
         # Sentry sends no hook for bookmarks: a hinted cycle leaves them to the scheduled ones
-        # (None: unknown, so no follower is added or removed by this cycle).
-        bookmarks = self.reader.bookmarks(users) if self.policy.needs_bookmarks and not hinted else None
+        # (None: unknown, so no follower is added or removed by this cycle), unless it creates:
+        # a new ticket gets its followers at once, as a scheduled creation gives them.
+        search = self.policy.needs_bookmarks and (not hinted or news)
+        bookmarks = self.reader.bookmarks(users) if search else None
         waiting = self.store.not_due(self.clock()) if respect_backoff else set()
         held = self.store.held()
         active = [link for link in links if link.sentry_id not in waiting and link.sentry_id not in held]
@@ -278,7 +283,9 @@ class Engine:
                                 exc.describe(), extra={"event": "cycle.poll_failed"})
                     full = report.full = True
         marks_before, reading = self._marks_seen, active
-        if bookmarks is not None and not dry_run:
+        if bookmarks is not None and not dry_run and not hinted:
+            # Only a scheduled cycle's search is what the next one compares with: a hinted
+            # cycle reads few links, and a change it saw but did not read must still show.
             self._marks_seen = dict(bookmarks)
         reopened: set[str] | None = set()
         if focus is not None and not full and not hinted:
@@ -307,9 +314,6 @@ class Engine:
             return
         if cursor is not None:
             self.store.set_cursor(TRACKER_CURSOR, cursor, self.clock())
-        # A hinted cycle looks for new Sentry issues only when a hook named one not linked yet (an
-        # `issue.created`); otherwise the scheduled cycles find them, as without hooks.
-        news = hinted and focus is not None and bool(focus.sentry_ids - {link.sentry_id for link in links})
         if creating and not self.stop_requested.is_set() and (not hinted or news):
             self.creator.create_new(report, users, bookmarks, self.sync_new, backfill=backfill, dry_run=dry_run,
                                     respect_backoff=respect_backoff)
