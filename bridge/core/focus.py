@@ -27,6 +27,10 @@ import bisect
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.core.fields import FIELDS
+from bridge.core.plan import LinkState
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,13 @@ def select(
 def ordered(links: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """(sentry id, key) pairs in the order slices walk them."""
     return sorted(links)
+
+
+def hooked_change(state: LinkState, issue: Mapping[str, Any]) -> bool:
+    """Whether the Sentry side moved from its baseline in a way Sentry sends a hook for (a slice
+    that finds such a change no hook named is a sign hooks are missing)."""
+    for spec in FIELDS:
+        pair = state.baseline.get(spec.name)
+        if pair is not None and spec.sentry_hooked(pair.sentry, spec.read_sentry(issue)):
+            return True
+    return False

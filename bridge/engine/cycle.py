@@ -25,11 +25,11 @@ from bridge.clients.sentry import SentryClient
 from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings
 from bridge.core.actions import changes
-from bridge.core.fields import FIELDS, FOLLOWERS, snapshot
-from bridge.core.focus import Focus, Selection, bookmark_changes, ordered, select
+from bridge.core.fields import FOLLOWERS, snapshot
+from bridge.core.focus import Focus, Selection, bookmark_changes, hooked_change, ordered, select
 from bridge.core.guard import MassChangeGuard
 from bridge.core.linkrun import Link, LinkRun
-from bridge.core.mapping import UserMap
+from bridge.core.mapping import UserMap, base_state
 from bridge.core.outcomes import JournalEntry, Pending
 from bridge.core.plan import LinkState, Policy, plan_for
 from bridge.core.report import SUMMARY_LOG_FIELDS, CycleReport
@@ -287,11 +287,11 @@ class Engine:
             # Only a scheduled cycle's search is what the next one compares with: a hinted
             # cycle reads few links, and a change it saw but did not read must still show.
             self._marks_seen = dict(bookmarks)
-        reopened: set[str] | None = set()
-        if focus is not None and not full and not hinted:
-            reopened = self._reopened(active)  # None: unknown, so this cycle reads every link
-        if focus is not None and not full and reopened is not None \
-                and (hinted or marks_before is not None or not self.policy.needs_bookmarks):
+        focusable = focus is not None and not full and (hinted or marks_before is not None
+                                                          or not self.policy.needs_bookmarks)
+        # Reopened issues are the scheduled cycles' to find (None: unknown, so every link is read).
+        reopened = self._reopened(active) if focusable and not hinted else set()
+        if focus is not None and focusable and reopened is not None:
             report.focus = self._select(active, focus, moved, marks_before, bookmarks, reopened)
             # What is pointed at first: a hinted change is written before the slice is read.
             pointed, sliced = report.focus.pointed, report.focus.sliced
@@ -338,7 +338,7 @@ class Engine:
         for sid in linked:
             pair = known.get(sid, {}).get("status")
             state = pair.sentry if pair is not None else None
-            if not (isinstance(state, str) and state.split(".", 1)[0] == "unresolved"):
+            if not (isinstance(state, str) and base_state(state) == "unresolved"):
                 reopened.add(sid)
         return reopened
 
@@ -433,7 +433,7 @@ class Engine:
                 missing.append((link, got))
                 continue
             s_issue, t_issue = got
-            if unhinted is not None and link.sentry_id in sliced and _hooked_change(states[link.sentry_id], s_issue):
+            if unhinted is not None and link.sentry_id in sliced and hooked_change(states[link.sentry_id], s_issue):
                 unhinted.append(link.sentry_id)
             run = self.planned(link, states[link.sentry_id], s_issue, t_issue,
                                self.reader.bookmarks_of(link.sentry_id, s_issue, bookmarks), users)
@@ -544,12 +544,3 @@ class Engine:
             self.store.record_failure(run.sentry_id, run.tracker_key, text,
                                       backoff_max_seconds=self.settings.sync.failure_backoff_max_seconds,
                                       cycle_id=report.cycle_id, now=self.clock())
-
-
-def _hooked_change(state: LinkState, issue: Mapping[str, Any]) -> bool:
-    """Whether the Sentry side moved from its baseline in a way Sentry sends a hook for."""
-    for spec in FIELDS:
-        pair = state.baseline.get(spec.name)
-        if pair is not None and spec.sentry_hooked(pair.sentry, spec.read_sentry(issue)):
-            return True
-    return False
