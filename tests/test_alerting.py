@@ -33,7 +33,7 @@ import httpx
 import yaml
 
 from tests.conftest import required_tool
-from tests.test_daemon import Service, free_port, scrape, total, wait_for
+from tests.test_daemon import Service, free_ports, scrape, total, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import BridgeEnv
@@ -201,7 +201,7 @@ def test_every_metric_the_rules_and_the_dashboard_read_is_exported(bridge_env: B
     env = bridge_env
     sid, key = env.pair()
     env.link((sid, key))
-    port, hooks_port = free_port(), free_port()
+    port, hooks_port = free_ports(2)
     env.config(sync={"interval_seconds": 2, "retry_attempts": 3, "retry_deadline_seconds": 5},
                metrics={"listen": f"127.0.0.1:{port}"},
                push={"enabled": True, "listen": f"127.0.0.1:{hooks_port}", "tracker_secret": TRACKER_SECRET,

@@ -35,22 +35,35 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 10.0, every: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy; fail with `what` at the deadline."""
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 10.0, every: float = 0.05,
+             detail: Callable[[], object] | None = None) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` at the deadline, and with
+    what `detail` says then (a timeout in CI is only worth its diagnosis)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            said = f"\n{detail()}" if detail is not None else ""
+            pytest.fail(f"timed out after {timeout}s waiting for {what}{said}")
         time.sleep(every)
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports: every socket is held until all are chosen, so two
+    calls cannot hand out the same number (the kernel picks a random free port each time)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 class Service:
@@ -93,6 +106,11 @@ class Service:
 
     def cycles(self) -> list[dict[str, Any]]:
         return self.logs("cycle.summary")
+
+    def tail(self, lines: int = 40) -> str:
+        """The end of its stderr, and whether it still runs: what a timed-out wait prints."""
+        state = "running" if self.alive() else f"exited {self.proc.returncode}"
+        return f"daemon {state}; the end of its stderr:\n" + "\n".join(self.stderr().splitlines()[-lines:])
 
     def _listen(self) -> None:
         while self._listening:

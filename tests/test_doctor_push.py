@@ -14,7 +14,7 @@ import pytest
 
 from bridge.push.checks import delivery_status, log_verdict
 from bridge.sandbox.tracker_emulator import ROBOT_LOGIN
-from tests.test_daemon import Service, free_port, wait_for
+from tests.test_daemon import Service, free_ports, wait_for
 from tests.test_push import SENTRY_SECRET, TRACKER_SECRET, issue_hook, signed
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def push_checks(env: BridgeEnv) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def pushed(bridge_env: BridgeEnv) -> tuple[BridgeEnv, int, int]:
     env = bridge_env
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     env.config(metrics={"listen": f"127.0.0.1:{metrics_port}"},
                push={"enabled": True, "listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}",
                      "sentry_secret": SENTRY_SECRET, "tracker_secret": TRACKER_SECRET, "min_gap_seconds": 0.2},

@@ -16,7 +16,7 @@ from bridge.core.focus import Focus
 from bridge.push.receiver import HookCounters
 from bridge.push.trust import HookTrust
 from bridge.push.verify import Hint
-from tests.test_daemon import Service, free_port, scrape, total, wait_for
+from tests.test_daemon import Service, free_port, free_ports, scrape, total, wait_for
 from tests.test_push import SENTRY_SECRET, TRACKER_SECRET, issue_hook, signed
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def daemon(bridge_env: BridgeEnv):  # type: ignore[no-untyped-def]
 def test_the_daemon_focuses_with_sentry_hooks_and_reads_everything_once_they_are_refused(
         bridge_env: BridgeEnv, request: pytest.FixtureRequest) -> None:
     env = bridge_env
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     env.config(metrics={"listen": f"127.0.0.1:{metrics_port}"},
                sync={"interval_seconds": 2, "full_resync_every": 10},
                push={"enabled": True, "listen": f"127.0.0.1:{port}", "sentry_secret": SENTRY_SECRET,
@@ -126,7 +126,8 @@ def test_the_daemon_focuses_with_sentry_hooks_and_reads_everything_once_they_are
         return [(c["cycle_kind"], c["links_read"]) for c in svc.cycles()]
 
     # The first cycle of the process reads everything; the scheduled ones after it a slice.
-    wait_for("a focused cycle", lambda: ("focused", 4) in kinds(), timeout=15)  # ceil(40 / 10)
+    wait_for("a focused cycle", lambda: ("focused", 4) in kinds(), timeout=15,  # ceil(40 / 10)
+             detail=lambda: f"cycles {kinds()}\n{svc.tail()}")
     assert kinds()[0][1] == 40
     assert total(scrape(metrics_port), "bridge_hooks_trusted") == 1
     # A Sentry change crosses through its hook in a hinted cycle that reads that one link.

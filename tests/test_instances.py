@@ -19,7 +19,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -33,19 +32,13 @@ from bridge.cli import main
 from bridge.sandbox.sentry_emulator import DEFAULT_SCOPES
 from bridge.sandbox.tracker_emulator import ROBOT_LOGIN
 from tests.conftest import BridgeEnv, Result, base_config, deep_merge, to_toml
-from tests.test_daemon import wait_for
+from tests.test_daemon import free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "systemd" / "sentry-tracker-bridge@.service"
 INSTALLED = "/opt/sentry-tracker-bridge/bin/sentry-tracker-bridge"
 
 
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unit_directives(path: Path) -> dict[str, list[str]]:
@@ -152,7 +145,7 @@ def test_two_instances_run_side_by_side_with_their_own_state_lock_and_port(
     env = bridge_env
     env.sentry.add_project("web")
     env.tracker.add_queue("WEB")
-    ports = {"acme": free_port(), "beta": free_port()}
+    ports = dict(zip(("acme", "beta"), free_ports(2), strict=True))
     common = deep_merge(base_config(env.sentry_url, env.tracker_url), {
         "sentry": {"token": None}, "tracker": {"token": None},  # tokens are the instance's credentials
         "sync": {"interval_seconds": 1, "retry_attempts": 2, "retry_deadline_seconds": 2}})

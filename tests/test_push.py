@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from bridge.push.hints import HintBox
 from bridge.push.receiver import MAX_CONCURRENT, HookReceiver
 from bridge.push.verify import MAX_BODY_BYTES, Hint, sentry_signature_ok
-from tests.test_daemon import Service, free_port, scrape, total, wait_for
+from tests.test_daemon import Service, free_port, free_ports, scrape, total, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import BridgeEnv
@@ -302,7 +302,7 @@ def test_the_sentry_emulator_signs_its_hooks_as_sentry_does(receiver: HookReceiv
 def test_a_sentry_change_crosses_by_hook_and_our_echo_is_ignored(bridge_env: BridgeEnv,
                                                                  request: pytest.FixtureRequest) -> None:
     env = bridge_env
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     push_config(env, port, metrics_port)
     sid, key = env.pair()
     env.link((sid, key))
