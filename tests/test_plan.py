@@ -218,6 +218,15 @@ def test_hand_removed_follower_is_not_re_added() -> None:
     assert plan_link(b, now, frozenset({"carol"}), USERS, policy()) == []
 
 
+def test_the_first_look_at_bookmarks_becomes_the_baseline() -> None:
+    """No baseline yet: the owned followers stand for the bookmarks seen; when they match, the
+    bookmarks are recorded (an Adopt), so an owned follower unfollowing later changes nothing."""
+    now = snap(followers=(frozenset({"carol@example.com"}), frozenset({"carol", "erin"})))
+    actions = plan_link({}, now, frozenset({"carol"}), USERS, policy())
+    followers = [a for a in actions if getattr(a, "field", None) == "followers"]
+    assert followers == [Adopt("followers", now.get("followers"), followers[0].reason)]
+
+
 def test_followers_to_sentry_is_never_planned() -> None:
     now = snap(followers=(frozenset({"carol@example.com"}), frozenset()))
     assert plan_link(base(), now, frozenset(), USERS, policy(followers="off")) == []

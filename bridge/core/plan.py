@@ -244,6 +244,11 @@ def _plan_followers(
         # before this first look drops its follower.
         before = frozenset(p.email for p in (users.person_for(login) for login in owned) if p is not None)
     if bookmarks == before:
+        if base is None or not isinstance(base.sentry, frozenset):
+            # The first look at this link's bookmarks: they become its baseline.  Until then
+            # `before` comes from the owned followers, and those shrink when a person unfollows
+            # by hand: the old bookmark would look new and the person would be followed again.
+            return [Adopt(name, now, "first look at the bookmarks: they are the baseline from now on")]
         # No bookmark came or went; hand-made follower changes in Tracker are left alone.
         return [Hold(name, "no bookmark came or went since the baseline; followers people added or "
                            "removed by hand are left alone")]

@@ -513,7 +513,12 @@ class Engine:
             # Links that only moved baselines are counted, not kept: a first sync of 100,000
             # links must not hold 100,000 runs.
             report.quiet += 1
-        owns = bool(run.tracker) and bool(run.state.owned or run.owned_added)
+        # Owned followers who no longer follow are forgotten, once the link has a bookmark
+        # baseline: before it, the owned ones stand for the bookmarks seen (`plan`), and
+        # forgetting one would make its old bookmark look new.
+        base = run.base(FOLLOWERS.name)
+        looked = base is not None and isinstance(base.sentry, frozenset)
+        owns = looked and bool(run.tracker) and bool(run.state.owned or run.owned_added)
         read = FOLLOWERS.read_tracker(run.tracker, users) if owns else None
         seen = read if isinstance(read, frozenset) else None
         repeats = self.store.commit_run(run, report.cycle_id, self.clock(), followers_seen=seen)
