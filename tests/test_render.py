@@ -65,7 +65,7 @@ def test_dry_run_on_a_terminal_is_tables_grouped_by_action(bridge_env: BridgeEnv
     code, out = on_terminal(env, "sync", "--dry-run")
     assert code == 0
     assert BOX in out
-    titles = ["Tracker: move status (1)", "Not synced: no counterpart (1)", "In step: baseline moves, no write (4)"]
+    titles = ["Tracker: move status (1)", "Not synced: no counterpart (1)", "In step: baseline moves, no write (7)"]
     positions = [out.index(t) for t in titles]
     assert positions == sorted(positions)  # writes first, the quiet ones last
     assert "closed / fixed" in out and "no Tracker user for dan@example.com" in out
@@ -99,7 +99,7 @@ def test_tables_are_capped(bridge_env: BridgeEnv, monkeypatch: pytest.MonkeyPatc
     three_links(env)
     monkeypatch.setattr(render, "ROWS_SHOWN", 2)
     _code, out = on_terminal(env, "sync", "--dry-run")
-    assert "and 2 more (--json lists every one)" in out
+    assert "and 5 more (--json lists every one)" in out
 
 
 def test_progress_is_a_bar_on_a_terminal_and_silent_elsewhere() -> None:
