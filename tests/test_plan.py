@@ -215,7 +215,10 @@ def test_unknown_bookmarks_change_nothing() -> None:
 def test_hand_removed_follower_is_not_re_added() -> None:
     b = base(followers=(frozenset({"carol@example.com"}), frozenset({"carol"})))
     now = snap(followers=(frozenset({"carol@example.com"}), frozenset()))
-    assert plan_link(b, now, frozenset({"carol"}), USERS, policy()) == []
+    actions = plan_link(b, now, frozenset({"carol"}), USERS, policy())
+    # Not written again; the baseline is adopted so the commit forgets carol as the bridge's.
+    assert actions == [Adopt("followers", now.get("followers"), actions[0].reason)]
+    assert "carol unfollowed by hand" in actions[0].reason
 
 
 def test_the_first_look_at_bookmarks_becomes_the_baseline() -> None:
@@ -299,6 +302,10 @@ def apply(actions: list, baseline: dict, now: Snapshot, owned: frozenset[str]) -
             followers = Pair(followers.sentry, followers.tracker - a.logins)
             owned = owned - a.logins
             new_base["followers"] = followers
+    looked = new_base.get("followers")
+    if changes(actions) and looked is not None and isinstance(looked.sentry, frozenset):
+        # The commit forgets owned followers who no longer follow (`Store.commit_run`).
+        owned = owned & followers.tracker if isinstance(followers.tracker, frozenset) else owned
     return new_base, Snapshot({"status": status, "assignee": assignee, "followers": followers}), owned
 
 

@@ -232,23 +232,33 @@ def _plan_followers(
         direction = policy.directions.get(name, "off")
         return [Hold(name, f"sync.fields.{name} = {direction}: followers are never touched")]
     bookmarks = now.sentry
-    if not isinstance(bookmarks, frozenset):
-        # Bookmarks could not be learned this cycle: unknown is not "nobody".
-        return [Hold(name, "bookmarks unknown this cycle: unknown is not 'nobody'")]
     followers = now.tracker if isinstance(now.tracker, frozenset) else frozenset()
-    if base is not None and isinstance(base.sentry, frozenset):
+    looked = base is not None and isinstance(base.sentry, frozenset)
+    if base is not None and isinstance(base.sentry, frozenset):  # `looked`, spelt out for the type checker
         before = base.sentry
     else:
         # No bookmark seen yet (a new link): the followers the bridge already owns were added for
         # bookmarks (a create that asked for them), so those bookmarks count as seen: one dropped
         # before this first look drops its follower.
         before = frozenset(p.email for p in (users.person_for(login) for login in owned) if p is not None)
+    # Owned followers who no longer follow unfollowed by hand: from now on they are not the
+    # bridge's (the commit forgets them), so a later follow of their own is left alone.  The
+    # bookmarks seen are recorded first: without a baseline they are what the owned stand for.
+    unfollowed = owned - followers if isinstance(now.tracker, frozenset) else frozenset()
+    disowned = f"{', '.join(sorted(unfollowed))} unfollowed by hand: no longer the bridge's to manage"
+    if not isinstance(bookmarks, frozenset):
+        # Bookmarks could not be learned this cycle: unknown is not "nobody".
+        if unfollowed:
+            return [Adopt(name, Pair(before, followers), f"{disowned} (bookmarks unknown this cycle)")]
+        return [Hold(name, "bookmarks unknown this cycle: unknown is not 'nobody'")]
     if bookmarks == before:
-        if base is None or not isinstance(base.sentry, frozenset):
+        if not looked:
             # The first look at this link's bookmarks: they become its baseline.  Until then
             # `before` comes from the owned followers, and those shrink when a person unfollows
             # by hand: the old bookmark would look new and the person would be followed again.
             return [Adopt(name, now, "first look at the bookmarks: they are the baseline from now on")]
+        if unfollowed:
+            return [Adopt(name, now, disowned)]
         # No bookmark came or went; hand-made follower changes in Tracker are left alone.
         return [Hold(name, "no bookmark came or went since the baseline; followers people added or "
                            "removed by hand are left alone")]

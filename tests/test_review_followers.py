@@ -1,0 +1,103 @@
+"""Review of 00ec382 (followers baseline): remaining ways the followers rule reverts a person's
+change in Tracker, or removes a follower a person added by hand.
+
+The rules (bridge/core/plan.py `_plan_followers`): a follower is added only when a bookmark
+*appears* compared with the link's followers baseline; only followers the bridge added (owned)
+are removed, when their bookmark goes; a follower a person removes or adds by hand is left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bridge.core.new_issue import unique_key
+from tests.test_engine import World, make_world
+
+BOB = "bob@example.com"
+ALICE = "alice@example.com"
+
+
+def followers(w: World, key: str) -> set[str]:
+    return {ref["display"] for ref in w.tracker.issue_json(key).get("followers") or []}
+
+
+def follower_writes(w: World) -> list[object]:
+    return [r.body for r in w.tracker.writes() if isinstance(r.body, dict) and "followers" in r.body]
+
+
+def unknown_bookmarks(w: World) -> None:
+    """The bookmark searches fail (every attempt): bookmarks are unknown this cycle."""
+    w.sentry.inject("status", status=500, method="GET", path=r"/issues/$", query="bookmarks", times=100)
+
+
+def recovered_with_bookmarks_unknown(w: World) -> tuple[str, str]:
+    """A Sentry issue bookmarked by bob; the bridge's create of its Tracker issue (asking for bob)
+    landed and the process stopped before the link was written; the cycle that finds it again
+    cannot search bookmarks (the same start as tests/test_follower_baseline.py)."""
+    sid = w.sentry.add_issue("backend", "boom")
+    w.sentry.bookmark(sid, BOB)
+    unique = unique_key("acme", sid)
+    w.store.add_intent(sid, unique, "OPS", followers=frozenset({"bob"}))
+    key = w.tracker.add_issue("OPS", "boom", followers=["bob", "alice"], unique=unique)
+    unknown_bookmarks(w)
+    report = w.cycle()
+    w.sentry.clear_faults()
+    assert report.recovered == 1
+    return sid, key
+
+
+# == 1. The fix's second half: an unfollow seen before the first look at bookmarks is thrown away ==
+
+
+def test_recovered_link_unfollow_seen_before_the_first_look_is_not_forgotten(tmp_path: Path) -> None:
+    """Recovered link (pending create intent), bookmarks unknown at recovery.  bob (owned: the
+    create asked for him) unfollows by hand; a status change makes the next cycle (bookmarks still
+    unknown) commit the link and read the followers without bob.  bob then follows again by hand:
+    that follow is his own.  When he later drops the bookmark, the bridge must leave his follow
+    alone.  At 00ec382 `Engine.finish` skips the pruning of owned followers while the link has no
+    bookmark baseline, so the unfollow it saw is lost, bob stays owned, and the bridge unfollows
+    him (the same test as test_follower_baseline's "follows again by hand", for the start that
+    test leaves out)."""
+    w = make_world(tmp_path, create={"enabled": True, "query": "is:unresolved"})
+    sid, key = recovered_with_bookmarks_unknown(w)
+    w.tracker.remove_follower(key, "bob", by="bob")
+    w.tracker.set_status(key, "closed", resolution="fixed")
+    unknown_bookmarks(w)
+    assert w.cycle().ok  # commits the status (the link was read: bob does not follow)
+    w.sentry.clear_faults()
+    assert w.sentry.issue_json(sid)["status"] == "resolved"
+    w.tracker.add_follower(key, "bob", by="bob")  # bob's own follow now
+    assert w.cycle().ok
+    w.sentry.bookmark(sid, BOB, on=False)
+    w.tracker.clear_log()
+    for full in (False, True):
+        assert w.cycle(full=full).ok
+    assert follower_writes(w) == []
+    assert "bob" in followers(w, key)
+
+
+# == 2. An unfollow seen by a cycle that has nothing else to commit is never learnt ==============
+
+
+def test_an_unfollow_seen_in_a_quiet_cycle_ends_ownership(tmp_path: Path) -> None:
+    """A plain link: bob bookmarks, the bridge follows the ticket for him (owned).  bob unfollows
+    by hand and a full cycle reads the ticket without him; nothing else changed, so the link is
+    not committed and the owned row stays.  bob follows again by hand (his own follow now), then
+    drops the bookmark: the bridge removes his hand-made follow.  The pruning of owned followers
+    only runs from `Engine.finish` for links with a change to commit (`_plan_batch` commits only
+    runs with `changes(run.actions)`), so whether a person's follow is respected depends on an
+    unrelated field having changed in between."""
+    w = make_world(tmp_path)
+    sid, key = w.pair()
+    w.sentry.bookmark(sid, BOB)
+    assert w.cycle().ok
+    assert followers(w, key) == {"bob"}
+    w.tracker.remove_follower(key, "bob", by="bob")
+    assert w.cycle(full=True).ok  # sees bob does not follow
+    w.tracker.add_follower(key, "bob", by="bob")  # bob's own follow now
+    assert w.cycle(full=True).ok
+    w.sentry.bookmark(sid, BOB, on=False)
+    w.tracker.clear_log()
+    assert w.cycle(full=True).ok
+    assert follower_writes(w) == []
+    assert followers(w, key) == {"bob"}
