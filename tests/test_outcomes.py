@@ -167,6 +167,7 @@ def test_a_pending_follower_add_owns_what_landed() -> None:
 @given(st.sampled_from([
     CLOSE, WriteTracker("assignee", None, "r"), WriteTracker("assignee", "bob", "r"),
     AddFollowers(frozenset({"a", "b"}), "r", moves_baseline=False), RemoveFollowers(frozenset({"a"}), "r"),
+    AddFollowers(frozenset({"a"}), "r", moves_baseline=False, still_seen=frozenset({"c@x"})),
     WriteSentry("status", "resolvedInNextRelease", "r"), WriteSentry("assignee", None, "r"),
     WriteSentry("assignee", "x@example.com", "r", ref="7"),
 ]), st.sampled_from([None, Pair(None, None), Pair(frozenset({"a"}), frozenset()), Pair("ignored", "closed")]),
@@ -291,3 +292,11 @@ def test_notes_written_before_fields_were_data_are_still_read() -> None:
                                                      Pair("resolved", "open"), None, 3, "", "a2"), ("inProgress",))
     with pytest.raises(ValueError, match="not a pending write"):
         pending_from_json(old.replace('"kind": "WriteTrackerStatus"', '"kind": "WriteTrackerColour"'))
+    # An add noted before `still_seen`: read, and when it lands the baseline waits for the removal.
+    old = ('{"action": {"kind": "AddFollowers", "field": "followers", "reason": "r", "logins": ["bob"], '
+           '"moves_baseline": false}, "planned": [{"set": ["b@x"]}, {"set": []}], "baseline": null, "version": 3, '
+           '"at": "", "id": "a3", "reached": []}')
+    add = pending_from_json(old)
+    assert add.attempt.action == AddFollowers(frozenset({"bob"}), "r", moves_baseline=False)
+    assert add.attempt.planned == Pair(frozenset({"b@x"}), frozenset())
+    assert settle(add.attempt, observe_later(add, Pair(frozenset({"b@x"}), frozenset({"bob"})))).baseline is None

@@ -47,11 +47,15 @@ class WriteTracker:
 @dataclass(frozen=True)
 class _FollowersWrite:
     """`moves_baseline` is False when a removal follows in the same plan: the followers baseline
-    moves only once the last follower write landed, so a failed removal is planned again."""
+    moves only once the last follower write landed, so a failed removal is planned again.  An
+    add that lands before it still moves the baseline part of the way: to the bookmarks seen
+    now plus `still_seen`, the gone bookmarks whose followers are yet to be removed (so its own
+    bookmarks are not new next time, and the removal is planned again)."""
 
     logins: frozenset[str]
     reason: str
     moves_baseline: bool = True
+    still_seen: frozenset[str] = frozenset()
     field: Field = "followers"
     side: Side = "tracker"
 

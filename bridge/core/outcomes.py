@@ -244,7 +244,12 @@ def _reached_target(action: Write, value: Value) -> bool:
 def _moved(attempt: Attempt, value: Value) -> Pair | None:
     action = attempt.action
     if isinstance(action, (AddFollowers, RemoveFollowers)) and not action.moves_baseline:
-        return None  # a later follower write of the same plan moves it, once it landed too
+        # A later follower write of the same plan moves it, once it landed too; until then the
+        # bookmarks it was for are seen, those still to be removed stay seen (see _FollowersWrite).
+        seen = attempt.planned.sentry
+        if not action.still_seen or not isinstance(seen, frozenset):
+            return None  # a note from before `still_seen`: the baseline waits, as it did then
+        return Pair(seen | action.still_seen, value)
     return attempt.planned.with_side(action.side, value)
 
 
@@ -281,7 +286,8 @@ def pending_to_json(pending: Pending) -> str:
     action = pending.attempt.action
     body: dict[str, Any] = {"kind": kind_of(action), "field": action.field, "reason": action.reason}
     if isinstance(action, (AddFollowers, RemoveFollowers)):
-        body.update(logins=sorted(action.logins), moves_baseline=action.moves_baseline)
+        body.update(logins=sorted(action.logins), moves_baseline=action.moves_baseline,
+                    still_seen=sorted(action.still_seen))
     elif isinstance(action, WriteTracker):
         body.update(value=action.value, resolution=action.resolution)
     else:
@@ -301,7 +307,8 @@ def _action_of(body: dict[str, Any]) -> Write:
     kind, reason = body["kind"], body["reason"]
     if kind in ("AddFollowers", "RemoveFollowers"):
         kind_of_write = AddFollowers if kind == "AddFollowers" else RemoveFollowers
-        return kind_of_write(frozenset(body["logins"]), reason, moves_baseline=bool(body["moves_baseline"]))
+        return kind_of_write(frozenset(body["logins"]), reason, moves_baseline=bool(body["moves_baseline"]),
+                             still_seen=frozenset(body.get("still_seen") or ()))
     name, key = (body["field"], "value") if "field" in body else _OLD_NOTES[kind]
     spec = spec_of(str(name))  # KeyError: a field nobody declares (any more) is not a pending write
     if kind.startswith("WriteTracker"):

@@ -271,8 +271,9 @@ def _plan_followers(
     if to_add:
         # Someone bookmarked the Sentry issue: follow the Tracker issue for them.  The baseline
         # moves with the last follower write, so a failed removal after it is planned again.
+        still_seen = frozenset(e for e in before - bookmarks if users.login_for(e) in to_remove)
         actions.append(AddFollowers(to_add, f"new bookmark(s): {', '.join(sorted(to_add))}",
-                                    moves_baseline=not to_remove))
+                                    moves_baseline=not to_remove, still_seen=still_seen))
     if to_remove:
         # Someone dropped a bookmark: drop the follower the bridge added for them.
         actions.append(RemoveFollowers(to_remove, f"bookmark(s) removed: {', '.join(sorted(to_remove))}"))
