@@ -37,7 +37,7 @@ from bridge.core.actions import (
 from bridge.core.fields import FIELDS, FieldSpec, snapshot, spec_of
 from bridge.core.linkrun import Link
 from bridge.core.mapping import UserMap, build_user_map, outside_search_window
-from bridge.core.plan import LinkState, Policy, plan_for
+from bridge.core.plan import LinkState, Policy, bookmarks_seen, plan_for
 from bridge.core.values import Field, Pair, shown, text
 from bridge.errors import RemoteError
 from bridge.history import TrackerHistory
@@ -243,7 +243,7 @@ def explain_link(
     result.tracker = tracker_summary(t_issue, users, policy)
     if state.pending:  # as the engine does: a pending write's issue history may decide it
         state = TrackerHistory(tracker, settings.sync.overlap_seconds).with_history(state, t_issue, users)
-    now = snapshot(s_issue, t_issue, marks, users)
+    now = snapshot(s_issue, t_issue, bookmarks_seen(marks, state, users), users)
     # The same planner with the same inputs as the engine's next cycle.
     actions = plan_for(state, now, users, policy)
     for spec in FIELDS:

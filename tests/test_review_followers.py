@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.core.new_issue import unique_key
+from bridge.engine import Engine
 from tests.test_engine import World, make_world
 
 BOB = "bob@example.com"
@@ -101,6 +102,59 @@ def test_an_unfollow_seen_in_a_quiet_cycle_ends_ownership(tmp_path: Path) -> Non
     assert w.cycle(full=True).ok
     assert follower_writes(w) == []
     assert followers(w, key) == {"bob"}
+
+
+# == 3. A person unmapped for a while looks like a bookmark removed; remapped, like a new one =====
+
+
+def test_an_unfollow_survives_the_person_being_unmapped_and_mapped_again(tmp_path: Path) -> None:
+    """bob bookmarks; the bridge follows for him; bob unfollows by hand (keeps the bookmark).  A
+    second Tracker account with bob's e-mail appears, so bob is unmapped (ambiguous e-mail) and
+    his bookmarks are not searched: the planner takes his bookmark for removed and moves the
+    baseline to {} ("bookmarks changed; followers already match").  The operator settles the
+    ambiguity with `[mapping.users]`: bob's old bookmark now looks new, and the bridge follows the
+    ticket for him again, reverting his unfollow.  Unmapped is unknown, not "no bookmark"."""
+    w = make_world(tmp_path)
+    sid, key = w.pair()
+    w.sentry.bookmark(sid, BOB)
+    assert w.cycle(full=True).ok
+    assert followers(w, key) == {"bob"}
+    w.tracker.remove_follower(key, "bob", by="bob")
+    assert w.cycle(full=True).ok
+    w.tracker.add_user("bob2", BOB)  # a second account with bob's e-mail: bob matches nobody
+    assert w.cycle(full=True).ok
+    # The operator maps bob explicitly (a config edit and a restart: a new engine, same state).
+    settings = w.engine.settings.model_copy(deep=True)
+    settings.mapping.users[BOB] = "bob"
+    w.engine = Engine(settings, w.store, w.engine.sentry, w.engine.tracker)
+    w.tracker.clear_log()
+    for full in (True, False, True):
+        assert w.cycle(full=full).ok
+    assert follower_writes(w) == []
+    assert "bob" not in followers(w, key)
+
+
+def test_a_bookmark_dropped_while_unmapped_still_drops_the_bridges_follower(tmp_path: Path) -> None:
+    """bob bookmarks; the bridge follows for him (owned).  bob is unmapped for a while (a second
+    Tracker account with his e-mail); the planner takes his bookmark for removed but cannot
+    unfollow an unmapped person, and adopts {} as the bookmarks.  Meanwhile bob really drops the
+    bookmark.  Once mapped again, no bookmark came or went against that baseline: the follower
+    the bridge added for a bookmark that is gone is never removed."""
+    w = make_world(tmp_path)
+    sid, key = w.pair()
+    w.sentry.bookmark(sid, BOB)
+    assert w.cycle(full=True).ok
+    assert followers(w, key) == {"bob"}
+    w.tracker.add_user("bob2", BOB)
+    assert w.cycle(full=True).ok
+    w.sentry.bookmark(sid, BOB, on=False)
+    assert w.cycle(full=True).ok
+    settings = w.engine.settings.model_copy(deep=True)
+    settings.mapping.users[BOB] = "bob"
+    w.engine = Engine(settings, w.store, w.engine.sentry, w.engine.tracker)
+    for full in (True, False, True):
+        assert w.cycle(full=full).ok
+    assert "bob" not in followers(w, key)
 
 
 # == 4. A crash between the add and the remove of one plan: the add's landing is not remembered ==

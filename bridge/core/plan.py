@@ -93,6 +93,18 @@ class LinkState:
 # -- the planner -------------------------------------------------------------------------------
 
 
+def bookmarks_seen(marks: frozenset[str] | None, state: LinkState, users: UserMap) -> frozenset[str] | None:
+    """The bookmarks a link is planned with: those the searches found, plus those of the
+    baseline held by people mapped to nobody now (an e-mail two Tracker accounts share, a person
+    taken out of the mapping).  Nobody searches their bookmarks, so whether they still have them
+    is unknown, not "gone": carried as they were, they neither drop a follower nor, once the
+    person is mapped again, come back as new (re-following someone who unfollowed by hand)."""
+    base = state.baseline.get("followers")
+    if marks is None or base is None or not isinstance(base.sentry, frozenset):
+        return marks
+    return marks | frozenset(email for email in base.sentry if users.login_for(email) is None)
+
+
 def plan_for(state: LinkState, now: Snapshot, users: UserMap, policy: Policy) -> list[Action]:
     """Every action one link needs this cycle, from what the store knows of it (the one entry
     point of the engine, `explain` and dry runs alike)."""

@@ -31,7 +31,7 @@ from bridge.core.guard import MassChangeGuard
 from bridge.core.linkrun import Link, LinkRun
 from bridge.core.mapping import UserMap, base_state
 from bridge.core.outcomes import JournalEntry, Pending
-from bridge.core.plan import LinkState, Policy, plan_for
+from bridge.core.plan import LinkState, Policy, bookmarks_seen, plan_for
 from bridge.core.report import SUMMARY_LOG_FIELDS, CycleReport
 from bridge.core.workflow import WorkflowCache
 from bridge.engine.creation import Creator
@@ -450,6 +450,7 @@ class Engine:
         resolve`, `explain`) turns what the store knows and what the sides show into actions."""
         if state.pending:  # writes whose outcome is unknown: the issue's history may tell
             state = self.history.with_history(state, t_issue, users)
+        marks = bookmarks_seen(marks, state, users)
         run = LinkRun(link, state, s_issue, t_issue, marks)
         run.actions = plan_for(state, snapshot(s_issue, t_issue, marks, users), users, self.policy)
         return run
