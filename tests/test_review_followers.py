@@ -8,10 +8,12 @@ are removed, when their bookmark goes; a follower a person removes or adds by ha
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bridge.core.new_issue import unique_key
 from bridge.engine import Engine
+from bridge.store import Store
 from tests.test_engine import World, make_world
 
 BOB = "bob@example.com"
@@ -213,3 +215,64 @@ def test_an_add_that_landed_before_a_failed_removal_is_not_made_again_after_an_u
         assert w.cycle(full=full).ok
     assert [body for body in follower_writes(w) if "add" in body["followers"]] == []  # type: ignore[index]
     assert followers(w, key) == set()
+
+
+# == 5. `relink` without the bookmarks: the next sync follows again for every old bookmark ==========
+
+
+def relinked_from_a_lost_state(w: World, tmp_path: Path) -> World:
+    """The state file is lost; a fresh one is rebuilt with `relink` (same settings and servers)."""
+    store = Store.open(tmp_path / "rebuilt.db")
+    return World(w.sentry, w.tracker, Engine(w.engine.settings, store, w.engine.sentry, w.engine.tracker), store)
+
+
+def test_relink_with_bookmarks_unknown_does_not_follow_again_for_old_bookmarks(tmp_path: Path) -> None:
+    """The bridge created a ticket for an issue bob bookmarked and followed it for him; bob
+    unfollowed by hand long ago (his bookmark stays).  The state file is lost and `relink`
+    rebuilds it, promising "each field's baseline becomes what the two sides hold now, so the
+    next sync writes nothing"; its bookmark searches fail, so the followers field gets no
+    baseline and `relink` says nothing about it.  The next sync takes the first look at the
+    bookmarks against an empty owned set: bob's old bookmark looks new, and he is followed
+    again."""
+    w = make_world(tmp_path, create={"enabled": True, "query": "is:unresolved"})
+    w.cycle()
+    sid = w.sentry.add_issue("backend", "boom")
+    w.sentry.bookmark(sid, BOB)
+    w.cycle()
+    (link,) = w.store.links()
+    key = link.tracker_key
+    assert followers(w, key) == {"bob"}
+    w.tracker.add_follower(key, "alice")
+    w.tracker.remove_follower(key, "bob", by="bob")
+    w.cycle()
+    r = relinked_from_a_lost_state(w, tmp_path)
+    unknown_bookmarks(r)
+    assert r.engine.relink()["linked"] == 1
+    r.sentry.clear_faults()
+    r.tracker.clear_log()
+    for full in (True, False, True):
+        assert r.cycle(full=full).ok
+    assert follower_writes(r) == []
+    assert "bob" not in followers(r, key)
+
+
+def test_relink_of_an_old_issue_does_not_follow_again_when_it_regresses(tmp_path: Path) -> None:
+    """No fault at all: `relink` rebuilds the link of an issue last seen 100 days ago (outside
+    the 90 days Sentry's bookmark search can see, so bookmarks unknown: no followers baseline).
+    bob had bookmarked it, been followed by the bridge, and unfollowed by hand.  When the issue
+    regresses (a new event brings it back into the search window), the first look at the
+    bookmarks takes bob's old bookmark for a new one and follows him again."""
+    w = make_world(tmp_path)
+    old = datetime.now(UTC) - timedelta(days=100)
+    sid = w.sentry.add_issue("backend", "boom", first_seen=old, last_seen=old)
+    w.sentry.bookmark(sid, BOB)
+    w.tracker.add_issue("OPS", "boom", followers=["alice"], unique=unique_key("acme", sid))  # bob unfollowed
+    assert w.engine.relink()["linked"] == 1
+    (link,) = w.store.links()
+    assert w.cycle(full=True).ok
+    w.sentry.add_event(sid)  # it happens again
+    w.tracker.clear_log()
+    for full in (True, False, True):
+        assert w.cycle(full=full).ok
+    assert follower_writes(w) == []
+    assert "bob" not in followers(w, link.tracker_key)

@@ -263,6 +263,11 @@ def _plan_followers(
         if unfollowed:
             return [Adopt(name, Pair(before, followers), f"{disowned} (bookmarks unknown this cycle)")]
         return [Hold(name, "bookmarks unknown this cycle: unknown is not 'nobody'")]
+    if base is not None and base.sentry is None:
+        # Linked by `relink` while its bookmarks could not be seen: what it holds now counts as
+        # seen, as every other field's value did then (old bookmarks are not new; a person who
+        # unfollowed by hand long ago stays unfollowed).
+        return [Adopt(name, now, "first look at the bookmarks since relink: they are the baseline, nothing added")]
     if bookmarks == before:
         if not looked:
             # The first look at this link's bookmarks: they become its baseline.  Until then

@@ -40,9 +40,10 @@ def relink(reader: Reader, store: Store, policy: Policy) -> dict[str, Any]:
         key = str(t_issue["key"])
         now = snapshot(s_issue, t_issue, reader.bookmarks_of(sid, s_issue, bookmarks), users)
         # A field switched off gets no baseline: switched on later, it starts as on a new link.
+        # Bookmarks unknown now (a search failed, an issue older than the search window) stay
+        # unknown in the baseline: the first look takes them as seen, not as new.
         baselines: dict[Field, Pair] = {
-            spec.name: now.get(spec.name) for spec in FIELDS if policy.directions.get(spec.name, "off") != "off"
-            and (not spec.set_valued or isinstance(now.get(spec.name).sentry, frozenset))}
+            spec.name: now.get(spec.name) for spec in FIELDS if policy.directions.get(spec.name, "off") != "off"}
         conflicts = _disagreements(now, users, policy)
         disagreeing += bool(conflicts)
         shown = any(key in str(a.get("url") or "") or key in str(a.get("displayName") or "")
