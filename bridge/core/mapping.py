@@ -86,6 +86,9 @@ class SentryPerson:
     user_id: str
     email: str
     emails: frozenset[str]
+    # A `bookmarks:` search finds nothing for people without a usable password (SSO-only;
+    # the member list's `user.hasPasswordAuth`): their bookmarks cannot be known.
+    searchable: bool = True
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,19 @@ class UserMap:
         return self.person_by_login.get(login)
 
     def mapped_people(self) -> list[SentryPerson]:
-        """Matched Sentry people, each once (their bookmarks are worth a search)."""
+        """Matched Sentry people whose bookmarks a search can find, each once (SSO-only people
+        are left out: their search finds nothing, which would read as "no bookmark")."""
         seen: dict[str, SentryPerson] = {}
         for person in self.person_by_login.values():
-            seen.setdefault(person.user_id, person)
+            if person.searchable:
+                seen.setdefault(person.user_id, person)
         return sorted(seen.values(), key=lambda p: p.email)
+
+    def bookmarks_known(self, email: str) -> bool:
+        """Whether the bookmark searches can tell this address's bookmarks: its person is
+        mapped and searchable."""
+        person = self.person_by_email.get(email.lower())
+        return self.login_for(email) is not None and (person is None or person.searchable)
 
 
 def build_user_map(
@@ -135,7 +146,8 @@ def build_user_map(
                 emails.add(str(item["email"]).lower())
         primary = str(user.get("email") or member.get("email") or "").lower()
         if primary:
-            people.append(SentryPerson(str(user["id"]), primary, frozenset(emails)))
+            people.append(SentryPerson(str(user["id"]), primary, frozenset(emails),
+                                       searchable=user.get("hasPasswordAuth") is not False))
 
     logins_by_email: dict[str, set[str]] = {}
     login_by_uid: dict[str, str] = {}

@@ -95,14 +95,15 @@ class LinkState:
 
 def bookmarks_seen(marks: frozenset[str] | None, state: LinkState, users: UserMap) -> frozenset[str] | None:
     """The bookmarks a link is planned with: those the searches found, plus those of the
-    baseline held by people mapped to nobody now (an e-mail two Tracker accounts share, a person
-    taken out of the mapping).  Nobody searches their bookmarks, so whether they still have them
-    is unknown, not "gone": carried as they were, they neither drop a follower nor, once the
-    person is mapped again, come back as new (re-following someone who unfollowed by hand)."""
+    baseline held by people whose bookmarks no search can tell now: mapped to nobody (an e-mail
+    two Tracker accounts share, a person taken out of the mapping) or SSO-only.  Whether they
+    still have them is unknown, not "gone": carried as they were, they neither drop a follower
+    nor, once they can be searched again, come back as new (re-following someone who
+    unfollowed by hand)."""
     base = state.baseline.get("followers")
     if marks is None or base is None or not isinstance(base.sentry, frozenset):
         return marks
-    return marks | frozenset(email for email in base.sentry if users.login_for(email) is None)
+    return marks | frozenset(email for email in base.sentry if not users.bookmarks_known(email))
 
 
 def plan_for(state: LinkState, now: Snapshot, users: UserMap, policy: Policy) -> list[Action]:
@@ -258,6 +259,13 @@ def _plan_followers(
     # bookmarks seen are recorded first: without a baseline they are what the owned stand for.
     unfollowed = owned - followers if isinstance(now.tracker, frozenset) else frozenset()
     disowned = f"{', '.join(sorted(unfollowed))} unfollowed by hand: no longer the bridge's to manage"
+    # Before the first look, an owned follower who is nobody's now (unmapped since) stands for a
+    # bookmark nobody can name: the first look waits for them, or it would record that bookmark
+    # as absent and take it for new once they are mapped again.
+    unnamed = sorted(login for login in owned if users.person_for(login) is None) if not looked else []
+    if unnamed:
+        return [Hold(name, f"the first look at the bookmarks waits: {', '.join(unnamed)} (followed by the bridge) "
+                           "is mapped to no Sentry person now")]
     if not isinstance(bookmarks, frozenset):
         # Bookmarks could not be learned this cycle: unknown is not "nobody".
         if unfollowed:
@@ -268,7 +276,10 @@ def _plan_followers(
         # seen, as every other field's value did then (old bookmarks are not new; a person who
         # unfollowed by hand long ago stays unfollowed).
         return [Adopt(name, now, "first look at the bookmarks since relink: they are the baseline, nothing added")]
-    if bookmarks == before:
+    # People, not addresses, bookmark: one seen under another of their e-mails (a primary address
+    # changed) neither came nor went.
+    people_before, people_now = _logins(before, users), _logins(bookmarks, users)
+    if people_now == people_before:
         if not looked:
             # The first look at this link's bookmarks: they become its baseline.  Until then
             # `before` comes from the owned followers, and those shrink when a person unfollows
@@ -276,19 +287,19 @@ def _plan_followers(
             return [Adopt(name, now, "first look at the bookmarks: they are the baseline from now on")]
         if unfollowed:
             return [Adopt(name, now, disowned)]
+        if bookmarks != before:
+            return [Adopt(name, now, "the same people's bookmarks, seen under other e-mails of theirs")]
         # No bookmark came or went; hand-made follower changes in Tracker are left alone.
         return [Hold(name, "no bookmark came or went since the baseline; followers people added or "
                            "removed by hand are left alone")]
     actions: list[Action] = []
-    added = {users.login_for(e) for e in bookmarks - before}
-    removed = {users.login_for(e) for e in before - bookmarks}
-    to_add = frozenset(login for login in added if login) - followers
+    to_add = people_now - people_before - followers
     # Only followers the bridge itself added are ever removed.
-    to_remove = frozenset(login for login in removed if login) & owned & followers
+    to_remove = (people_before - people_now) & owned & followers
     if to_add:
         # Someone bookmarked the Sentry issue: follow the Tracker issue for them.  The baseline
         # moves with the last follower write, so a failed removal after it is planned again.
-        still_seen = frozenset(e for e in before - bookmarks if users.login_for(e) in to_remove)
+        still_seen = frozenset(e for e in before if users.login_for(e) in to_remove)
         actions.append(AddFollowers(to_add, f"new bookmark(s): {', '.join(sorted(to_add))}",
                                     moves_baseline=not to_remove, still_seen=still_seen))
     if to_remove:
@@ -298,3 +309,9 @@ def _plan_followers(
         # Bookmarks changed but Tracker already shows it (or the person unfollowed by hand).
         actions.append(Adopt(name, now, "bookmarks changed; followers already match"))
     return actions
+
+
+def _logins(emails: frozenset[str], users: UserMap) -> frozenset[str]:
+    """The Tracker logins of the people behind some bookmarks' e-mails (unmapped ones left out:
+    `bookmarks_seen` keeps their bookmarks as they were)."""
+    return frozenset(login for login in (users.login_for(email) for email in emails) if login)

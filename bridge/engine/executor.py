@@ -31,6 +31,7 @@ from bridge.core.actions import (
     WriteSentry,
     WriteTracker,
     describe,
+    is_write,
 )
 from bridge.core.fields import FIELDS, snapshot, spec_of
 from bridge.core.linkrun import LinkRun
@@ -114,11 +115,14 @@ class Executor:
         return snapshot(run.sentry, run.tracker, run.marks, self.users)
 
     def _execute(self, run: LinkRun) -> tuple[Then, str]:
-        """Run the actions in order; the first write that does not end DONE stops the link (the
-        rest waits for the next cycle).  Returns what comes next and why."""
+        """Run the actions: first everything that writes nothing (settlements, baseline moves,
+        records), then the writes in order; the first write that does not end DONE stops the
+        link (the rest waits for the next cycle).  What writes nothing concerns its own field
+        alone and holds whatever the writes do: a failed status write must not throw away what
+        the plan saw of the followers.  Returns what comes next and why."""
         planned_from = self.now(run)
         stale_version = False  # a transition moved the issue on: a PATCH needs its new version
-        for action in run.actions:
+        for action in sorted(run.actions, key=is_write):  # stable: each group keeps its order
             if isinstance(action, Hold):
                 continue
             if isinstance(action, Reconcile):
