@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from bridge.core.new_issue import unique_key
+from bridge.engine import Engine
 from tests.test_engine import World, make_world
 
 BOB = "bob@example.com"
+ALICE = "alice@example.com"
 
 
 def followers(w: World, key: str) -> set[str]:
@@ -26,6 +28,22 @@ def followers(w: World, key: str) -> set[str]:
 
 def follower_writes(w: World) -> list[object]:
     return [r.body for r in w.tracker.writes() if isinstance(r.body, dict) and "followers" in r.body]
+
+
+def writes_of_cycles(w: World, *fulls: bool) -> list[object]:
+    """Run clean cycles (full or incremental, in order): the follower writes they made."""
+    w.tracker.clear_log()
+    for full in fulls:
+        assert w.cycle(full=full).ok
+    return follower_writes(w)
+
+
+def restart_with(w: World, users: dict[str, str]) -> None:
+    """The operator adds `[mapping.users]` entries (a config edit and a restart: a new engine,
+    the same state file and servers)."""
+    settings = w.engine.settings.model_copy(deep=True)
+    settings.mapping.users.update(users)
+    w.engine = Engine(settings, w.store, w.engine.sentry, w.engine.tracker)
 
 
 def unknown_bookmarks(w: World) -> None:
@@ -69,10 +87,7 @@ def test_a_follower_removed_by_hand_is_not_added_back(tmp_path: Path, how: str) 
         unknown_bookmarks(w)  # still unknown while the link commits
         w.cycle()
         w.sentry.clear_faults()
-    w.tracker.clear_log()
-    for full in (False, False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    assert writes_of_cycles(w, False, False, True) == []
     assert "bob" not in followers(w, key)
     assert w.sentry.issue_json(sid)["status"] == "resolved"  # the status did cross
 
@@ -90,8 +105,5 @@ def test_a_person_who_follows_again_by_hand_is_theirs_when_the_bookmark_goes(tmp
     w.tracker.add_follower(key, "bob", by="bob")
     w.cycle()
     w.sentry.bookmark(sid, BOB, on=False)
-    w.tracker.clear_log()
-    for full in (False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    assert writes_of_cycles(w, False, True) == []
     assert "bob" in followers(w, key)

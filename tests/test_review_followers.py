@@ -15,39 +15,16 @@ from bridge.core.new_issue import unique_key
 from bridge.engine import Engine
 from bridge.store import Store
 from tests.test_engine import World, make_world
-
-BOB = "bob@example.com"
-ALICE = "alice@example.com"
-
-
-def followers(w: World, key: str) -> set[str]:
-    return {ref["display"] for ref in w.tracker.issue_json(key).get("followers") or []}
-
-
-def follower_writes(w: World) -> list[object]:
-    return [r.body for r in w.tracker.writes() if isinstance(r.body, dict) and "followers" in r.body]
-
-
-def unknown_bookmarks(w: World) -> None:
-    """The bookmark searches fail (every attempt): bookmarks are unknown this cycle."""
-    w.sentry.inject("status", status=500, method="GET", path=r"/issues/$", query="bookmarks", times=100)
-
-
-def recovered_with_bookmarks_unknown(w: World) -> tuple[str, str]:
-    """A Sentry issue bookmarked by bob; the bridge's create of its Tracker issue (asking for bob)
-    landed and the process stopped before the link was written; the cycle that finds it again
-    cannot search bookmarks (the same start as tests/test_follower_baseline.py)."""
-    sid = w.sentry.add_issue("backend", "boom")
-    w.sentry.bookmark(sid, BOB)
-    unique = unique_key("acme", sid)
-    w.store.add_intent(sid, unique, "OPS", followers=frozenset({"bob"}))
-    key = w.tracker.add_issue("OPS", "boom", followers=["bob", "alice"], unique=unique)
-    unknown_bookmarks(w)
-    report = w.cycle()
-    w.sentry.clear_faults()
-    assert report.recovered == 1
-    return sid, key
-
+from tests.test_follower_baseline import (
+    ALICE,
+    BOB,
+    follower_writes,
+    followers,
+    restart_with,
+    start,
+    unknown_bookmarks,
+    writes_of_cycles,
+)
 
 # == 1. The fix's second half: an unfollow seen before the first look at bookmarks is thrown away ==
 
@@ -62,7 +39,7 @@ def test_recovered_link_unfollow_seen_before_the_first_look_is_not_forgotten(tmp
     him (the same test as test_follower_baseline's "follows again by hand", for the start that
     test leaves out)."""
     w = make_world(tmp_path, create={"enabled": True, "query": "is:unresolved"})
-    sid, key = recovered_with_bookmarks_unknown(w)
+    sid, key = start(w, "recovered, bookmarks unknown")
     w.tracker.remove_follower(key, "bob", by="bob")
     w.tracker.set_status(key, "closed", resolution="fixed")
     unknown_bookmarks(w)
@@ -72,10 +49,7 @@ def test_recovered_link_unfollow_seen_before_the_first_look_is_not_forgotten(tmp
     w.tracker.add_follower(key, "bob", by="bob")  # bob's own follow now
     assert w.cycle().ok
     w.sentry.bookmark(sid, BOB, on=False)
-    w.tracker.clear_log()
-    for full in (False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    assert writes_of_cycles(w, False, True) == []
     assert "bob" in followers(w, key)
 
 
@@ -126,13 +100,8 @@ def test_an_unfollow_survives_the_person_being_unmapped_and_mapped_again(tmp_pat
     w.tracker.add_user("bob2", BOB)  # a second account with bob's e-mail: bob matches nobody
     assert w.cycle(full=True).ok
     # The operator maps bob explicitly (a config edit and a restart: a new engine, same state).
-    settings = w.engine.settings.model_copy(deep=True)
-    settings.mapping.users[BOB] = "bob"
-    w.engine = Engine(settings, w.store, w.engine.sentry, w.engine.tracker)
-    w.tracker.clear_log()
-    for full in (True, False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    restart_with(w, {BOB: "bob"})
+    assert writes_of_cycles(w, True, False, True) == []
     assert "bob" not in followers(w, key)
 
 
@@ -151,9 +120,7 @@ def test_a_bookmark_dropped_while_unmapped_still_drops_the_bridges_follower(tmp_
     assert w.cycle(full=True).ok
     w.sentry.bookmark(sid, BOB, on=False)
     assert w.cycle(full=True).ok
-    settings = w.engine.settings.model_copy(deep=True)
-    settings.mapping.users[BOB] = "bob"
-    w.engine = Engine(settings, w.store, w.engine.sentry, w.engine.tracker)
+    restart_with(w, {BOB: "bob"})
     for full in (True, False, True):
         assert w.cycle(full=full).ok
     assert "bob" not in followers(w, key)
@@ -271,8 +238,5 @@ def test_relink_of_an_old_issue_does_not_follow_again_when_it_regresses(tmp_path
     (link,) = w.store.links()
     assert w.cycle(full=True).ok
     w.sentry.add_event(sid)  # it happens again
-    w.tracker.clear_log()
-    for full in (True, False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    assert writes_of_cycles(w, True, False, True) == []
     assert "bob" not in followers(w, link.tracker_key)

@@ -16,34 +16,9 @@ from pathlib import Path
 
 from bridge.core.actions import AddFollowers, RemoveFollowers
 from bridge.core.new_issue import unique_key
-from bridge.engine import Engine
 from tests.test_engine import World, make_world
+from tests.test_follower_baseline import BOB, followers, restart_with, start, writes_of_cycles
 from tests.test_plan import USERS, base, plan_link, policy, snap
-
-BOB = "bob@example.com"
-ALICE = "alice@example.com"
-
-
-def followers(w: World, key: str) -> set[str]:
-    return {ref["display"] for ref in w.tracker.issue_json(key).get("followers") or []}
-
-
-def follower_writes(w: World) -> list[object]:
-    return [r.body for r in w.tracker.writes() if isinstance(r.body, dict) and "followers" in r.body]
-
-
-def unknown_bookmarks(w: World) -> None:
-    """The bookmark searches fail (every attempt): bookmarks are unknown this cycle."""
-    w.sentry.inject("status", status=500, method="GET", path=r"/issues/$", query="bookmarks", times=100)
-
-
-def restart_with(w: World, users: dict[str, str]) -> None:
-    """The operator adds `[mapping.users]` entries (a config edit and a restart: a new engine,
-    the same state file and servers)."""
-    settings = w.engine.settings.model_copy(deep=True)
-    settings.mapping.users.update(users)
-    w.engine = Engine(settings, w.store, w.engine.sentry, w.engine.tracker)
-
 
 # == 1. The first look takes the bookmarks of people mapped to nobody for "none" =================
 
@@ -72,10 +47,7 @@ def test_first_look_while_unmapped_then_unfollow_is_not_reverted_when_mapped_aga
     w.tracker.remove_follower(key, "bob", by="bob")
     assert w.cycle(full=True).ok
     restart_with(w, {BOB: "bob"})
-    w.tracker.clear_log()
-    for full in (True, False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    assert writes_of_cycles(w, True, False, True) == []
     assert "bob" not in followers(w, key)
 
 
@@ -84,21 +56,6 @@ def test_first_look_while_unmapped_then_unfollow_is_not_reverted_when_mapped_aga
 # == 3. An unfollow seen in a cycle whose earlier write fails is thrown away (no baseline yet) ===
 
 
-def recovered_with_bookmarks_unknown(w: World) -> tuple[str, str]:
-    """A Sentry issue bookmarked by bob; the bridge's create of its Tracker issue (asking for bob)
-    landed and the process stopped before the link was written; the cycle that finds it again
-    cannot search bookmarks: bob is owned, and the link has no bookmark baseline yet."""
-    sid = w.sentry.add_issue("backend", "boom")
-    w.sentry.bookmark(sid, BOB)
-    unique = unique_key("acme", sid)
-    w.store.add_intent(sid, unique, "OPS", followers=frozenset({"bob"}))
-    key = w.tracker.add_issue("OPS", "boom", followers=["bob", "alice"], unique=unique)
-    unknown_bookmarks(w)
-    report = w.cycle()
-    w.sentry.clear_faults()
-    assert report.recovered == 1
-    assert "followers" not in w.store.baselines_for([sid]).get(sid, {})
-    return sid, key
 
 
 def test_an_unfollow_seen_while_a_status_write_fails_is_not_thrown_away(tmp_path: Path) -> None:
@@ -111,7 +68,8 @@ def test_an_unfollow_seen_while_a_status_write_fails_is_not_thrown_away(tmp_path
     follow now), the status crosses next cycle, and the first look makes bob owned again.  When
     bob drops the bookmark, the bridge unfollows him: a person's own follow removed."""
     w = make_world(tmp_path, create={"enabled": True, "query": "is:unresolved"})
-    sid, key = recovered_with_bookmarks_unknown(w)
+    sid, key = start(w, "recovered, bookmarks unknown")
+    assert "followers" not in w.store.baselines_for([sid]).get(sid, {})  # no bookmark baseline yet
     w.tracker.remove_follower(key, "bob", by="bob")
     w.sentry.set_status(sid, "resolved")
     w.tracker.inject("status", status=503, method="POST", path=r"/_execute$", times=100)
@@ -122,10 +80,7 @@ def test_an_unfollow_seen_while_a_status_write_fails_is_not_thrown_away(tmp_path
     assert w.cycle().ok
     assert w.t_status(key) == "closed"
     w.sentry.bookmark(sid, BOB, on=False)
-    w.tracker.clear_log()
-    for full in (False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    assert writes_of_cycles(w, False, True) == []
     assert "bob" in followers(w, key)
 
 
@@ -187,10 +142,7 @@ def test_a_primary_email_change_does_not_revert_an_unfollow(tmp_path: Path) -> N
     w.tracker.remove_follower(key, "bob", by="bob")
     assert w.cycle(full=True).ok
     change_primary_email(w, BOB, "robert@example.com")
-    w.tracker.clear_log()
-    for full in (True, False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    assert writes_of_cycles(w, True, False, True) == []
     assert "bob" not in followers(w, key)
 
 
@@ -214,8 +166,5 @@ def test_a_person_switched_to_sso_only_keeps_the_follower_of_their_bookmark(tmp_
     user = w.sentry._user_by_email(BOB)
     assert user is not None
     user.sso_only = True
-    w.tracker.clear_log()
-    for full in (True, False, True):
-        assert w.cycle(full=full).ok
-    assert follower_writes(w) == []
+    assert writes_of_cycles(w, True, False, True) == []
     assert followers(w, key) == {"bob"}
