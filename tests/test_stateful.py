@@ -882,8 +882,9 @@ class BridgeMachine(RuleBasedStateMachine):
                 if login not in track.maybe_owned:
                     # Never the bridge's to add or remove: only people decide.
                     assert (login in followers) == track.hand.get(login, False), f"not the bridge's: {where}"
-                if track.seeded and email and email not in track.bookmarks and login not in track.ever_hand:
-                    # Added by the bridge for a bookmark that is gone: the bridge removes it.
+                if email and email not in track.bookmarks and login not in track.ever_hand:
+                    # Added by the bridge for a bookmark that is gone: the bridge removes it (on
+                    # seeded links and on the tickets it created alike).
                     assert login not in followers, f"a follower the bridge added outlived the bookmark: {where}"
             STATS["follower sets checked"] += 1
 
