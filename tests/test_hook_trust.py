@@ -126,7 +126,7 @@ def test_the_daemon_focuses_with_sentry_hooks_and_reads_everything_once_they_are
         return [(c["cycle_kind"], c["links_read"]) for c in svc.cycles()]
 
     # The first cycle of the process reads everything; the scheduled ones after it a slice.
-    wait_for("a focused cycle", lambda: ("focused", 4) in kinds(), timeout=15,  # ceil(40 / 10)
+    wait_for("a focused cycle", lambda: ("focused", 4) in kinds(), timeout=30,  # ceil(40 / 10)
              detail=lambda: f"cycles {kinds()}\n{svc.tail()}")
     assert kinds()[0][1] == 40
     assert total(scrape(metrics_port), "bridge_hooks_trusted") == 1
