@@ -811,7 +811,8 @@ def _bridge_vars(env: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def _env_path(name: str) -> tuple[str, ...]:
+def env_path(name: str) -> tuple[str, ...]:
+    """The key path a `BRIDGE_...` variable names, lower-cased as pydantic-settings reads it."""
     return tuple(name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER))
 
 
@@ -832,7 +833,7 @@ def _env_overrides(env: Mapping[str, str], problems: list[str]) -> tuple[dict[st
             cause = exc.__cause__
             why = f": {cause}" if isinstance(cause, json.JSONDecodeError) else ""
             problems.append(
-                f"{format_key(_env_path(name))}: ${name} is not valid JSON (lists and tables are given as"
+                f"{format_key(env_path(name))}: ${name} is not valid JSON (lists and tables are given as"
                 f" JSON, e.g. BRIDGE_SENTRY__PROJECTS='[\"backend\"]'){why}"
             )
         else:
@@ -853,8 +854,8 @@ def _env_origin(loc: tuple[str | int, ...], overrides: Mapping[str, Any], names:
             return None
         node = node[item]
         keys.append(str(item).lower())
-    matches = [name for name in names if tuple(keys[: len(_env_path(name))]) == _env_path(name)]
-    return max(matches, key=lambda name: len(_env_path(name)), default=None)
+    matches = [name for name in names if tuple(keys[: len(env_path(name))]) == env_path(name)]
+    return max(matches, key=lambda name: len(env_path(name)), default=None)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from bridge.config import (
     SentryPriority,
     Settings,
     StatusMapping,
+    env_path,
     format_key,
 )
 from bridge.core.mapping import base_state
@@ -262,7 +263,7 @@ def _lower_cased_rows(settings: Settings, layers: ConfigLayers) -> list[Finding]
         for row in map(str, env_rows):
             path = tuple(part.lower() for part in (*key, row))
             variable = next((name for name in layers.env_names
-                             if tuple(name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)) == path), None)
+                             if env_path(name) == path), None)
             if row not in rows or variable is None:
                 continue
             twin = next((str(other) for other in others if str(other) != row and str(other).lower() == row), None)

@@ -26,13 +26,12 @@ from pydantic import BaseModel, SecretStr
 
 from bridge.config import (
     CREDENTIALS_ENV,
-    ENV_DELIMITER,
-    ENV_PREFIX,
     SECRETS,
     ConfigLayers,
     SecretSetting,
     Settings,
     config_layers,
+    env_path,
     format_key,
     load_settings,
     scrub_secrets,
@@ -121,9 +120,10 @@ def _walk(model: BaseModel, prefix: Key, layers: ConfigLayers, node: dict[str, A
             _walk(value, key, layers, node.setdefault(name, {}), sources)
         elif isinstance(value, dict) and value:
             table = node.setdefault(name, {})
+            rows = [str(k) for k in value]
             for row, item in value.items():
                 table[str(row)] = _plain(item)
-                sources[(*key, str(row))] = origin((*key, str(row)), layers, [str(k) for k in value])
+                sources[(*key, str(row))] = origin((*key, str(row)), layers, rows)
         else:
             node[name] = _plain(value)
             sources[key] = origin(key, layers)
@@ -185,7 +185,7 @@ def _variable(key: Key, names: tuple[str, ...]) -> str | None:
     lowered = tuple(part.lower() for part in key)
     best: tuple[int, str] | None = None
     for name in names:
-        path = tuple(name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER))
+        path = env_path(name)
         if lowered[: len(path)] == path and (best is None or len(path) > best[0]):
             best = (len(path), name)
     return None if best is None else best[1]

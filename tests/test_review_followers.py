@@ -8,8 +8,11 @@ are removed, when their bookmark goes; a follower a person removes or adds by ha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from bridge.core.new_issue import unique_key
 from bridge.engine import Engine
@@ -126,17 +129,30 @@ def test_a_bookmark_dropped_while_unmapped_still_drops_the_bridges_follower(tmp_
     assert "bob" not in followers(w, key)
 
 
-# == 4. A crash between the add and the remove of one plan: the add's landing is not remembered ==
+# == 4. The add of a plan lands, its removal does not: the add's landing is not remembered ======
 
 
-def test_an_add_that_landed_before_a_crash_is_not_made_again_after_an_unfollow(tmp_path: Path) -> None:
+def answer_lost_and_unread(w: World, key: str) -> None:
+    """The add's answer is lost and the read-back fails (the process might as well have died):
+    the add stays pending, and the removal is never sent."""
+    w.tracker.inject("timeout_after", method="PATCH", path=rf"/issues/{key}$", times=10)
+    w.tracker.inject("status", status=503, method="GET", path=rf"/issues/{key}$", query=r"^$", times=100)
+
+
+def removal_refused(w: World, key: str) -> None:
+    """The add lands; the removal is answered 500 on every attempt (not landed, retried later)."""
+    w.tracker.inject("status", status=500, method="PATCH", path=rf"/issues/{key}$", after=1, times=10)
+
+
+@pytest.mark.parametrize("fault", [answer_lost_and_unread, removal_refused])
+def test_an_add_that_landed_before_its_removal_is_not_made_again_after_an_unfollow(
+        tmp_path: Path, fault: Callable[[World, str], None]) -> None:
     """One plan both adds and removes followers (alice dropped her bookmark, bob bookmarked): the
-    add goes first with `moves_baseline=False`.  Its answer is lost and the read-back fails
-    (the process might as well have died): the add is pending and the removal is not sent.  bob
-    sees the ticket and unfollows by hand.  The next cycle judges the pending add from the
-    issue's history: it landed (bob owned), but the baseline does not move (the removal was to
-    move it), so bob's bookmark still looks new against the old baseline and the bridge follows
-    the ticket for him again, reverting his unfollow."""
+    add goes first with `moves_baseline=False`, and the removal does not land after it (`fault`:
+    the add's answer lost and unread, judged later from the issue's history; or the removal
+    refused).  bob sees the ticket and unfollows by hand.  At 00ec382 the baseline did not move
+    with the add (the removal was to move it), so bob's bookmark still looked new against the old
+    baseline and the bridge followed the ticket for him again, reverting his unfollow."""
     w = make_world(tmp_path, sync={"concurrency": 1})
     sid, key = w.pair()
     w.sentry.bookmark(sid, ALICE)
@@ -144,44 +160,19 @@ def test_an_add_that_landed_before_a_crash_is_not_made_again_after_an_unfollow(t
     assert followers(w, key) == {"alice"}
     w.sentry.bookmark(sid, ALICE, on=False)
     w.sentry.bookmark(sid, BOB)
-    w.tracker.inject("timeout_after", method="PATCH", path=rf"/issues/{key}$", times=10)
-    w.tracker.inject("status", status=503, method="GET", path=rf"/issues/{key}$", query=r"^$", times=100)
-    report = w.cycle()
-    w.tracker.clear_faults()
-    assert not report.ok and w.store.pending_links() == {sid}
-    assert followers(w, key) == {"alice", "bob"}  # the add landed, the removal never went
-    w.tracker.remove_follower(key, "bob", by="bob")
-    w.tracker.clear_log()
-    for full in (False, True):
-        assert w.cycle(full=full).ok
-    assert [body for body in follower_writes(w) if "add" in body["followers"]] == []  # type: ignore[index]
-    assert followers(w, key) == set()  # alice's follower removed with her bookmark; bob's unfollow kept
-
-
-def test_an_add_that_landed_before_a_failed_removal_is_not_made_again_after_an_unfollow(tmp_path: Path) -> None:
-    """The same without any crash: one plan adds bob (bookmarked) and removes alice (bookmark
-    dropped).  The add lands; the removal is answered 500 on every attempt (not landed, retried
-    later).  The add was planned with `moves_baseline=False`, so the baseline stays where it was
-    "so that a failed removal is planned again".  bob unfollows by hand before the next cycle: his
-    bookmark still looks new against the old baseline, and the retry of the removal comes with a
-    second add of bob, reverting his unfollow."""
-    w = make_world(tmp_path, sync={"concurrency": 1})
-    sid, key = w.pair()
-    w.sentry.bookmark(sid, ALICE)
-    assert w.cycle().ok
-    w.sentry.bookmark(sid, ALICE, on=False)
-    w.sentry.bookmark(sid, BOB)
-    w.tracker.inject("status", status=500, method="PATCH", path=rf"/issues/{key}$", after=1, times=10)
+    fault(w, key)
     report = w.cycle()
     w.tracker.clear_faults()
     assert not report.ok
+    if fault is answer_lost_and_unread:
+        assert w.store.pending_links() == {sid}
     assert followers(w, key) == {"alice", "bob"}  # the add landed, the removal did not
     w.tracker.remove_follower(key, "bob", by="bob")
     w.tracker.clear_log()
     for full in (False, True):
         assert w.cycle(full=full).ok
     assert [body for body in follower_writes(w) if "add" in body["followers"]] == []  # type: ignore[index]
-    assert followers(w, key) == set()
+    assert followers(w, key) == set()  # alice's follower removed with her bookmark; bob's unfollow kept
 
 
 # == 5. `relink` without the bookmarks: the next sync follows again for every old bookmark ==========

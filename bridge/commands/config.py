@@ -116,7 +116,7 @@ def run_check(ctx: Context) -> int:
     warnings = sum(1 for c in files for f in c.findings if f.level == "warning")
     ok = not any(c.failed(strict) for c in files)
     if ctx.args.json:
-        ctx.print(_scrub(json.dumps({
+        ctx.print(scrub_secrets(json.dumps({
             "ok": ok, "strict": strict, "counts": {"errors": errors, "warnings": warnings},
             "files": [{"file": c.name, "ok": not c.failed(strict),
                        "errors": sum(1 for f in c.findings if f.level == "error"),
@@ -129,7 +129,7 @@ def run_check(ctx: Context) -> int:
         if not checked.findings:
             ctx.print(f"{checked.name}: ok")
         for finding in checked.findings:
-            ctx.print(_scrub(f"{checked.name}: {finding.line()}", secrets))
+            ctx.print(scrub_secrets(f"{checked.name}: {finding.line()}", secrets))
     summary = f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
     if warnings and not strict:
         summary += " (warnings fail only with --strict)"
@@ -157,11 +157,6 @@ def _secrets(all_settings: Iterable[Settings | None]) -> list[str]:
                 found.append(secret)
     return found
 
-
-def _scrub(text: str, secrets: list[str]) -> str:
-    """`text` with every known secret long enough to be told from ordinary text replaced by
-    *** (`scrub_secrets`: 16 characters or more; the findings name keys, never values)."""
-    return scrub_secrets(text, secrets)
 
 
 # -- show --------------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core.fields import FIELDS
+from bridge.core.mapping import base_state
 from bridge.core.plan import LinkState
+from bridge.core.values import Pair
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,18 @@ def select(
 def ordered(links: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """(sentry id, key) pairs in the order slices walk them."""
     return sorted(links)
+
+
+def reopened_ids(seen_unresolved: Iterable[str], baselines: Mapping[str, Mapping[str, Pair]]) -> set[str]:
+    """Of the linked issues seen unresolved with a recent event, those the bridge last knew
+    resolved or ignored (or never knew): a regression or an escalation, which no hook announces."""
+    found = set()
+    for sid in seen_unresolved:
+        pair = baselines.get(sid, {}).get("status")
+        state = pair.sentry if pair is not None else None
+        if not (isinstance(state, str) and base_state(state) == "unresolved"):
+            found.add(sid)
+    return found
 
 
 def hooked_change(state: LinkState, issue: Mapping[str, Any]) -> bool:

@@ -93,6 +93,13 @@ class LinkState:
 # -- the planner -------------------------------------------------------------------------------
 
 
+def bookmark_baseline(base: Pair | None) -> frozenset[str] | None:
+    """The bookmarks a link's followers baseline holds; None before the link's first look at
+    them (or when `relink` could not see them): the planner, `bookmarks_seen` and the commit's
+    pruning of owned followers all turn on this."""
+    return base.sentry if base is not None and isinstance(base.sentry, frozenset) else None
+
+
 def bookmarks_seen(marks: frozenset[str] | None, state: LinkState, users: UserMap) -> frozenset[str] | None:
     """The bookmarks a link is planned with: those the searches found, plus those of the
     baseline held by people whose bookmarks no search can tell now: mapped to nobody (an e-mail
@@ -100,10 +107,10 @@ def bookmarks_seen(marks: frozenset[str] | None, state: LinkState, users: UserMa
     still have them is unknown, not "gone": carried as they were, they neither drop a follower
     nor, once they can be searched again, come back as new (re-following someone who
     unfollowed by hand)."""
-    base = state.baseline.get("followers")
-    if marks is None or base is None or not isinstance(base.sentry, frozenset):
+    seen = bookmark_baseline(state.baseline.get("followers"))
+    if marks is None or seen is None:
         return marks
-    return marks | frozenset(email for email in base.sentry if not users.bookmarks_known(email))
+    return marks | frozenset(email for email in seen if not users.bookmarks_known(email))
 
 
 def plan_for(state: LinkState, now: Snapshot, users: UserMap, policy: Policy) -> list[Action]:
@@ -246,14 +253,13 @@ def _plan_followers(
         return [Hold(name, f"sync.fields.{name} = {direction}: followers are never touched")]
     bookmarks = now.sentry
     followers = now.tracker if isinstance(now.tracker, frozenset) else frozenset()
-    looked = base is not None and isinstance(base.sentry, frozenset)
-    if base is not None and isinstance(base.sentry, frozenset):  # `looked`, spelt out for the type checker
-        before = base.sentry
-    else:
-        # No bookmark seen yet (a new link): the followers the bridge already owns were added for
-        # bookmarks (a create that asked for them), so those bookmarks count as seen: one dropped
-        # before this first look drops its follower.
-        before = frozenset(p.email for p in (users.person_for(login) for login in owned) if p is not None)
+    seen = bookmark_baseline(base)
+    looked = seen is not None
+    # No bookmark seen yet (a new link): the followers the bridge already owns were added for
+    # bookmarks (a create that asked for them), so those bookmarks count as seen: one dropped
+    # before this first look drops its follower.
+    before = seen if seen is not None else frozenset(
+        p.email for p in (users.person_for(login) for login in owned) if p is not None)
     # Owned followers who no longer follow unfollowed by hand: from now on they are not the
     # bridge's (the commit forgets them), so a later follow of their own is left alone.  The
     # bookmarks seen are recorded first: without a baseline they are what the owned stand for.

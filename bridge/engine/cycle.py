@@ -26,12 +26,12 @@ from bridge.clients.tracker import TrackerClient
 from bridge.config import Settings
 from bridge.core.actions import changes
 from bridge.core.fields import FOLLOWERS, snapshot
-from bridge.core.focus import Focus, Selection, bookmark_changes, hooked_change, ordered, select
+from bridge.core.focus import Focus, Selection, bookmark_changes, hooked_change, ordered, reopened_ids, select
 from bridge.core.guard import MassChangeGuard
 from bridge.core.linkrun import Link, LinkRun
-from bridge.core.mapping import UserMap, base_state
+from bridge.core.mapping import UserMap
 from bridge.core.outcomes import JournalEntry, Pending
-from bridge.core.plan import LinkState, Policy, bookmarks_seen, plan_for
+from bridge.core.plan import LinkState, Policy, bookmark_baseline, bookmarks_seen, plan_for
 from bridge.core.report import SUMMARY_LOG_FIELDS, CycleReport
 from bridge.core.workflow import WorkflowCache
 from bridge.engine.creation import Creator
@@ -333,14 +333,7 @@ class Engine:
                         extra={"event": "cycle.reopened_unknown"})
             return None
         linked = [link.sentry_id for link in active if link.sentry_id in seen]
-        known = self.store.baselines_for(linked) if linked else {}
-        reopened = set()
-        for sid in linked:
-            pair = known.get(sid, {}).get("status")
-            state = pair.sentry if pair is not None else None
-            if not (isinstance(state, str) and base_state(state) == "unresolved"):
-                reopened.add(sid)
-        return reopened
+        return reopened_ids(linked, self.store.baselines_for(linked) if linked else {})
 
     def _select(self, active: Sequence[Link], focus: Focus, moved: set[str],
                 marks_before: Mapping[str, frozenset[str]] | None, bookmarks: Bookmarks,
@@ -517,8 +510,7 @@ class Engine:
         # Owned followers who no longer follow are forgotten, once the link has a bookmark
         # baseline: before it, the owned ones stand for the bookmarks seen (`plan`), and
         # forgetting one would make its old bookmark look new.
-        base = run.base(FOLLOWERS.name)
-        looked = base is not None and isinstance(base.sentry, frozenset)
+        looked = bookmark_baseline(run.base(FOLLOWERS.name)) is not None
         owns = looked and bool(run.tracker) and bool(run.state.owned or run.owned_added)
         read = FOLLOWERS.read_tracker(run.tracker, users) if owns else None
         seen = read if isinstance(read, frozenset) else None

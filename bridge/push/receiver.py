@@ -19,7 +19,7 @@ from typing import Any
 
 from bridge.push.echoes import EchoBook
 from bridge.push.hints import HintBox
-from bridge.push.verify import MAX_BODY_BYTES, BadHook, Hint, sentry_hint, sentry_signature_ok, shared_secret_ok
+from bridge.push.verify import MAX_BODY_BYTES, BadHook, Hint, sentry_hook, sentry_signature_ok, shared_secret_ok
 from bridge.push.verify import tracker_hint as parse_tracker_hint
 
 log = logging.getLogger("bridge.push")
@@ -124,7 +124,7 @@ class HookReceiver:
                 raise BadHook(404, "Sentry hooks are not configured (push.sentry_secret)")
             if not sentry_signature_ok(self._sentry_secret, body, headers("Sentry-Hook-Signature")):
                 raise BadHook(401, "bad or missing Sentry-Hook-Signature")
-            hook = sentry_hint(body)
+            hook = sentry_hook(body)
             if hook is None or self.echoes.is_echo(hook.hint.ref, hook.actor_type, hook.actor_id):
                 return None  # another resource, or our own write coming back
             return hook.hint

@@ -49,7 +49,7 @@ class HookTrust:
         self._recent: OrderedDict[str, float] = OrderedDict()
         self._suspects: dict[str, float] = {}
         self._refused_seen = self._refused()
-        self._dropped_seen = self._lost()
+        self._lost_seen = self._lost()
         self.distrusted_until = float("-inf")
         self.reason: str | None = None
 
@@ -89,15 +89,15 @@ class HookTrust:
                 del self._suspects[sid]
                 self._distrust(now, f"Sentry issue {sid} changed and no hook named it within {self.grace:.0f} s "
                                     "(is the integration's webhook URL pointing at this bridge?)")
-        dropped = self._lost()
-        dropped_now, self._dropped_seen = dropped > self._dropped_seen, dropped
+        lost = self._lost()
+        lost_now, self._lost_seen = lost > self._lost_seen, lost
         if now < self.distrusted_until:
             return None
         if self.reason is not None:
             log.info("Sentry hooks trusted again: cycles read only the links hooks and polls point at",
                      extra={"event": "push.trusted"})
             self.reason = None
-        if dropped_now:
+        if lost_now:
             log.warning("Sentry hooks were turned away (busy, too large, or too many hints waiting): this cycle "
                         "reads every link", extra={"event": "push.dropped"})
             return None

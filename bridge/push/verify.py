@@ -69,7 +69,7 @@ class SentryHook:
     actor_id: str | None
 
 
-def sentry_hint(body: bytes) -> SentryHook | None:
+def sentry_hook(body: bytes) -> SentryHook | None:
     """The issue an integration webhook names (`data.issue.id`) and its actor, or None for
     another resource (`installation`, `event_alert`, ...).  Whether an application's hook is our
     own echo is the receiver's question (`bridge.push.echoes`).  A body that is not an issue hook
